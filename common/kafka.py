@@ -1,0 +1,114 @@
+"""The one place that builds Kafka clients.
+
+Offsets move in one place only (the run loop), so auto-commit and auto offset store are off.
+Consumers read committed data only, because GEP and demux write inside transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(Exception):
+    """Kafka or PostgreSQL cannot be reached; the message says which and what to do."""
+
+
+def _log_client_error(err: KafkaError) -> None:
+    # librdkafka reports and retries connection trouble itself; the run loop notices the effect
+    # (no delivery, no commit) and backs off. This only keeps the operator informed.
+    log.warning("kafka: %s", err)
+
+
+def _base(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "error_cb": _log_client_error,
+        "socket.connection.setup.timeout.ms": 10_000,
+    }
+
+
+def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
+    config = {
+        **_base(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.timeout.ms": int(settings.io_timeout_s * 1000),
+    }
+    if transactional_id is not None:
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = 60_000
+    return config
+
+
+def make_producer(settings: Settings, *, transactional_id: str | None = None) -> Producer:
+    return Producer(producer_config(settings, transactional_id=transactional_id))
+
+
+def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
+    config = {
+        **_base(settings),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        # A stage holding a batch through a database outage keeps polling (paused), so the
+        # default interval is enough; a stuck handler is a bug and should lose its partitions.
+        "max.poll.interval.ms": 300_000,
+        "session.timeout.ms": 15_000,
+        **overrides,
+    }
+    return Consumer(config)
+
+
+def make_admin(settings: Settings) -> AdminClient:
+    return AdminClient(_base(settings))
+
+
+def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Fail fast, in one line, when the broker cannot be reached."""
+    try:
+        make_admin(settings).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise ServiceUnavailable(
+            f"Kafka at {settings.kafka_bootstrap_servers} is unreachable ({exc.args[0].str()}); "
+            "start it with `da stack up` or set DA_KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+
+
+def ensure_topics(settings: Settings, names: Sequence[str], partitions: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = make_admin(settings)
+    existing = set(admin.list_topics(timeout=settings.io_timeout_s).topics)
+    wanted = [n for n in names if n not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(n, num_partitions=partitions or settings.partitions,
+                     replication_factor=settings.replication_factor)
+            for n in wanted
+        ],
+        operation_timeout=settings.io_timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return sorted(created)

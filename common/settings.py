@@ -1,0 +1,113 @@
+"""The one place settings are read.
+
+Settings come from the environment (``DA_*``); anything the environment leaves unset is taken
+from the stack file that ``da stack up`` writes (``<state dir>/stack.env``). They are loaded once,
+by the CLI, and passed down: no other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says what to do."""
+
+
+_NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the local stack keeps its data, logs and stack file."""
+    env = os.environ if env is None else env
+    return Path(env.get("DA_STATE_DIR", ".da")).resolve()
+
+
+def stack_file(env: Mapping[str, str] | None = None) -> Path:
+    return state_dir(env) / "stack.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str
+    database_url: str
+    # Prefix for every topic and consumer group; tests use a uuid so runs never share state.
+    namespace: str = ""
+    # PostgreSQL schema that holds every state store.
+    database_schema: str = "da"
+    partitions: int = 6
+    replication_factor: int = 1
+    batch_size: int = 1000
+    poll_timeout_s: float = 0.5
+    # How long a stage waits for the broker or the database before it reports the fault and retries.
+    io_timeout_s: float = 30.0
+    # Stable per-instance suffix of a transactional id (fences zombies of the same instance).
+    instance_id: str = "0"
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``DA_*`` from ``env`` (default: the process environment) over the stack file."""
+        env = dict(os.environ if env is None else env)
+        merged = {**read_env_file(stack_file(env)), **env}
+        kafka = merged.get("DA_KAFKA_BOOTSTRAP_SERVERS", "")
+        db = merged.get("DA_DATABASE_URL", "")
+        if not kafka or not db:
+            missing = [n for n, v in (("DA_KAFKA_BOOTSTRAP_SERVERS", kafka),
+                                      ("DA_DATABASE_URL", db)) if not v]
+            raise SettingsError(
+                f"{' and '.join(missing)} not set and no local stack found at "
+                f"{stack_file(env)}: run `da stack up`, or set them to point at your services"
+            )
+        kwargs: dict[str, object] = {"kafka_bootstrap_servers": kafka, "database_url": db}
+        for f in fields(cls):
+            name = "DA_" + f.name.upper()
+            if f.name in kwargs or name not in merged:
+                continue
+            raw = merged[name]
+            try:
+                kwargs[f.name] = (
+                    int(raw) if f.type == "int" else float(raw) if f.type == "float" else raw
+                )
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a valid {f.type}") from None
+        settings = cls(**kwargs)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.namespace and not _NAMESPACE_RE.match(self.namespace):
+            raise SettingsError(
+                f"DA_NAMESPACE={self.namespace!r}: use lower-case letters, digits, '-' or '_'"
+            )
+        if not _SCHEMA_RE.match(self.database_schema):
+            raise SettingsError(
+                f"DA_DATABASE_SCHEMA={self.database_schema!r} is not a plain SQL identifier"
+            )
+        for name in ("partitions", "replication_factor", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"DA_{name.upper()} must be at least 1")
+        if self.poll_timeout_s <= 0 or self.io_timeout_s <= 0:
+            raise SettingsError("DA_POLL_TIMEOUT_S and DA_IO_TIMEOUT_S must be positive")
+
+    def group_id(self, stage: str) -> str:
+        """Consumer group of a stage; every instance of the stage joins it."""
+        base = f"da.{stage}"
+        return f"{self.namespace}.{base}" if self.namespace else base
