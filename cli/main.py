@@ -53,8 +53,11 @@ def main() -> None:
         sys.exit(2)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"da: PostgreSQL unreachable ({first}); start it with `da stack up` "
-                   "or set DA_DATABASE_URL", err=True)
+        typer.echo(
+            f"da: PostgreSQL unreachable ({first}); start it with `da stack up` "
+            "or set DA_DATABASE_URL",
+            err=True,
+        )
         sys.exit(2)
     except KafkaException as exc:
         typer.echo(f"da: Kafka error: {exc.args[0].str()}", err=True)

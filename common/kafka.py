@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from common.settings import Settings
 
@@ -88,7 +89,9 @@ def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
         ) from None
 
 
-def ensure_topics(settings: Settings, names: Sequence[str], partitions: int | None = None) -> list[str]:
+def ensure_topics(
+    settings: Settings, names: Sequence[str], partitions: int | None = None
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     admin = make_admin(settings)
     existing = set(admin.list_topics(timeout=settings.io_timeout_s).topics)
@@ -97,8 +100,11 @@ def ensure_topics(settings: Settings, names: Sequence[str], partitions: int | No
         return []
     futures = admin.create_topics(
         [
-            NewTopic(n, num_partitions=partitions or settings.partitions,
-                     replication_factor=settings.replication_factor)
+            NewTopic(
+                n,
+                num_partitions=partitions or settings.partitions,
+                replication_factor=settings.replication_factor,
+            )
             for n in wanted
         ],
         operation_timeout=settings.io_timeout_s,

@@ -58,9 +58,14 @@ class Settings:
     poll_timeout_s: float = 0.5
     # How long a stage waits for the broker or the database before it reports the fault and retries.
     io_timeout_s: float = 30.0
-    # Stable per-instance suffix of a transactional id (fences zombies of the same instance).
-    instance_id: str = "0"
+    # Stable per-instance suffix of a transactional id; empty: the host name.
+    instance_id: str = ""
     log_level: str = "INFO"
+    # A stage stops (exits non-zero, commits nothing) when more than this share of its last
+    # 1,000 events was invalid: a bad deploy should not shovel the stream into the DLQ.
+    dead_letter_max_ratio: float = 0.5
+    # The fulfillment life-cycle (states and triggers); empty: the one shipped in dep/.
+    fulfillment_lifecycle: str = ""
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,8 +75,11 @@ class Settings:
         kafka = merged.get("DA_KAFKA_BOOTSTRAP_SERVERS", "")
         db = merged.get("DA_DATABASE_URL", "")
         if not kafka or not db:
-            missing = [n for n, v in (("DA_KAFKA_BOOTSTRAP_SERVERS", kafka),
-                                      ("DA_DATABASE_URL", db)) if not v]
+            missing = [
+                n
+                for n, v in (("DA_KAFKA_BOOTSTRAP_SERVERS", kafka), ("DA_DATABASE_URL", db))
+                if not v
+            ]
             raise SettingsError(
                 f"{' and '.join(missing)} not set and no local stack found at "
                 f"{stack_file(env)}: run `da stack up`, or set them to point at your services"
@@ -104,6 +112,8 @@ class Settings:
         for name in ("partitions", "replication_factor", "batch_size"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"DA_{name.upper()} must be at least 1")
+        if not 0 < self.dead_letter_max_ratio <= 1:
+            raise SettingsError("DA_DEAD_LETTER_MAX_RATIO must be in (0, 1]")
         if self.poll_timeout_s <= 0 or self.io_timeout_s <= 0:
             raise SettingsError("DA_POLL_TIMEOUT_S and DA_IO_TIMEOUT_S must be positive")
 

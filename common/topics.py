@@ -28,7 +28,9 @@ def de_bucket(de_name: str) -> str:
     parts = de_name.split(".")
     if parts[0] == "usage":
         if len(parts) != 3:
-            raise InvalidEvent("bad_de_name", f"usage DE {de_name!r} is not usage.<object>.<metric>")
+            raise InvalidEvent(
+                "bad_de_name", f"usage DE {de_name!r} is not usage.<object>.<metric>"
+            )
         return f"{parts[1]}.{parts[2]}"
     if len(parts) != 2:
         raise InvalidEvent("bad_de_name", f"system DE {de_name!r} is not <entity>.<action>")

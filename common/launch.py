@@ -1,0 +1,110 @@
+"""Wiring: builds a stage's clients and processor from settings and hands them to the run loop.
+
+The CLI calls these; tests call them too, with ``max_messages`` or ``idle_stop_s`` to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from common import db
+from common.deadletter import DeadLetterLimit
+from common.kafka import check_kafka, make_consumer, make_producer
+from common.runloop import RunStats, Stopper, run
+from common.settings import Settings
+from common.store import StoreHandler, StoreProcessor
+from common.topics import Topics
+from common.transactional import Handler, TransactionalProcessor
+
+log = logging.getLogger(__name__)
+
+
+def transactional_id(settings: Settings, stage: str) -> str:
+    # Stable per instance: a restarted instance fences its own zombie and aborts what it left
+    # open. Instances of one stage on one host need distinct DA_INSTANCE_ID values.
+    instance = settings.instance_id or socket.gethostname()
+    return f"{settings.group_id(stage)}.{instance}"
+
+
+def run_transform(
+    settings: Settings,
+    stage: str,
+    handler: Handler,
+    inputs: list[str],
+    stop: Stopper,
+    **limits: Any,
+) -> RunStats:
+    check_kafka(settings)
+    topics = Topics(settings.namespace)
+    processor = TransactionalProcessor(
+        stage,
+        make_producer(settings, transactional_id=transactional_id(settings, stage)),
+        handler,
+        topics.dead_letter(stage),
+        timeout_s=settings.io_timeout_s,
+        limit=DeadLetterLimit(settings.dead_letter_max_ratio),
+    )
+    consumer = make_consumer(settings, settings.group_id(stage))
+    log.info("%s: consuming %s", stage, ", ".join(inputs))
+    stats = run(
+        consumer,
+        processor,
+        inputs,
+        batch_size=settings.batch_size,
+        poll_timeout_s=settings.poll_timeout_s,
+        stop=stop,
+        **limits,
+    )
+    log.info(
+        "%s: stopped after %d events (%d produced, %d dead-lettered)",
+        stage,
+        stats.messages,
+        processor.produced,
+        processor.dead_lettered,
+    )
+    return stats
+
+
+def run_store(
+    settings: Settings,
+    stage: str,
+    handler: StoreHandler[Any],
+    inputs: list[str],
+    stop: Stopper,
+    **limits: Any,
+) -> RunStats:
+    check_kafka(settings)
+    db.check_database(settings)
+    topics = Topics(settings.namespace)
+    group = settings.group_id(stage)
+    processor: StoreProcessor[Any] = StoreProcessor(
+        stage,
+        group,
+        handler,
+        lambda: db.connect(settings),
+        make_producer(settings),
+        topics.dead_letter(stage),
+        timeout_s=settings.io_timeout_s,
+        limit=DeadLetterLimit(settings.dead_letter_max_ratio),
+        stop=stop,
+    )
+    consumer = make_consumer(settings, group)
+    log.info("%s: consuming %s", stage, ", ".join(inputs))
+    stats = run(
+        consumer,
+        processor,
+        inputs,
+        batch_size=settings.batch_size,
+        poll_timeout_s=settings.poll_timeout_s,
+        stop=stop,
+        **limits,
+    )
+    log.info(
+        "%s: stopped after %d events (%d dead-lettered)",
+        stage,
+        stats.messages,
+        processor.dead_lettered,
+    )
+    return stats

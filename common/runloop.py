@@ -1,0 +1,227 @@
+"""The one run loop over Kafka. GEP, demux and every DEP are processors handed to it.
+
+Each turn of the loop:
+
+1. consume up to ``batch_size`` messages (rebalance callbacks run inside this call);
+2. hand the batch to the processor, which handles it and commits it as one unit: its outputs,
+   its dead letters and the consumed offsets become durable together or not at all
+   (see ``common.transactional`` and ``common.store`` for the two ways this is done);
+3. on a transient fault (broker away, database down) nothing of the batch was committed: seek
+   every partition back to the batch's first offset, back off, and go round again, so the same
+   messages are retried; nothing is skipped and nothing is dead-lettered;
+4. any other exception is a bug: it propagates, the process exits non-zero without committing,
+   and the orchestrator restarts it.
+
+SIGTERM and SIGINT set a flag that the loop reads between batches: the batch in hand is finished
+and committed, the consumer leaves its group, and ``run`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Protocol
+
+import psycopg
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from common.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+
+class Message(Protocol):
+    """The part of ``confluent_kafka.Message`` a stage uses (fakes implement it in unit tests)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+    def error(self) -> KafkaError | None: ...
+
+
+class Consumer(Protocol):
+    def subscribe(
+        self, topics: list[str], on_assign: Any = ..., on_revoke: Any = ..., on_lost: Any = ...
+    ) -> None: ...
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
+    def seek(self, partition: TopicPartition) -> None: ...
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None: ...
+    def commit(self, *args: Any, **kwargs: Any) -> Any: ...
+    def consumer_group_metadata(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+class Processor(Protocol):
+    """A stage's handling of batches. Only ``run`` calls it, always from one thread."""
+
+    def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions were assigned. May set start offsets with ``incremental_assign``; if it
+        does not, the consumer starts from the group's committed offsets."""
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Partitions were revoked or lost; called between batches, never during one."""
+
+    def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
+        """Handle the batch and commit it, outputs and offsets together. Invalid events go to the
+        dead-letter topic within the same commit. Raising means nothing was committed."""
+
+    def close(self) -> None:
+        """Release what the processor holds; the consumer is still open."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Faults that may clear by themselves; everything else is a bug or a fatal state."""
+    if isinstance(exc, TransientError | psycopg.OperationalError):
+        return True
+    if isinstance(exc, KafkaException):
+        err = exc.args[0] if exc.args else None
+        if not isinstance(err, KafkaError):
+            return False
+        return not err.fatal() and (
+            err.retriable()
+            or err.txn_requires_abort()
+            or err.code()
+            in (
+                KafkaError._TIMED_OUT,
+                KafkaError._TRANSPORT,
+                KafkaError._ALL_BROKERS_DOWN,
+                KafkaError._MSG_TIMED_OUT,
+                KafkaError.REQUEST_TIMED_OUT,
+                KafkaError.NOT_COORDINATOR,
+                KafkaError.COORDINATOR_NOT_AVAILABLE,
+                KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            )
+        )
+    return False
+
+
+class Stopper:
+    """A stop flag that signals set and that back-off sleeps wake up on."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info(
+                "received %s: finishing the batch in hand, then stopping",
+                signal.Signals(signum).name,
+            )
+            self._event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+
+@dataclass
+class RunStats:
+    batches: int = 0
+    messages: int = 0
+    retries: int = 0
+
+
+def _rewind(consumer: Consumer, batch: Sequence[Message]) -> None:
+    first: dict[tuple[str, int], int] = {}
+    for m in batch:
+        tp = (m.topic() or "", m.partition() or 0)
+        off = m.offset() or 0
+        if tp not in first or off < first[tp]:
+            first[tp] = off
+    for (topic, part), off in first.items():
+        consumer.seek(TopicPartition(topic, part, off))
+
+
+def run(
+    consumer: Consumer,
+    processor: Processor,
+    topics: list[str],
+    *,
+    batch_size: int,
+    poll_timeout_s: float,
+    stop: Stopper,
+    max_messages: int | None = None,
+    idle_stop_s: float | None = None,
+    on_batch: Callable[[RunStats], None] | None = None,
+) -> RunStats:
+    """Run until ``stop`` is set (or, for tests and tools, ``max_messages`` were processed or
+    nothing arrived for ``idle_stop_s``)."""
+    stats = RunStats()
+    backoff = 0.0
+    owned: set[tuple[str, int]] = set()
+
+    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _fmt(partitions))
+        processor.assigned(c, partitions)
+        owned.update((p.topic, p.partition) for p in partitions)
+
+    def on_revoke(_c: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s", _fmt(partitions))
+        owned.difference_update((p.topic, p.partition) for p in partitions)
+        processor.revoked(partitions)
+
+    consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+    last_data = time.monotonic()
+    try:
+        while not stop.is_set():
+            if max_messages is not None and stats.messages >= max_messages:
+                break
+            if idle_stop_s is not None and time.monotonic() - last_data > idle_stop_s:
+                break
+            polled = consumer.consume(batch_size, poll_timeout_s)
+            # A consume() that ran a revocation may still return messages fetched before it.
+            batch = [m for m in polled if _usable(m) and (m.topic(), m.partition()) in owned]
+            if not batch:
+                continue
+            last_data = time.monotonic()
+            try:
+                processor.process(consumer, batch)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                stats.retries += 1
+                backoff = min(30.0, max(0.5, backoff * 2))
+                log.warning("transient fault, retrying the batch in %.1fs: %s", backoff, exc)
+                _rewind(consumer, batch)
+                stop.wait(backoff)
+                continue
+            backoff = 0.0
+            stats.batches += 1
+            stats.messages += len(batch)
+            if on_batch is not None:
+                on_batch(stats)
+    finally:
+        processor.close()
+        consumer.close()
+    return stats
+
+
+def _usable(m: Message) -> bool:
+    err = m.error()
+    if err is None:
+        return True
+    if err.fatal():
+        raise KafkaException(err)
+    if err.code() != KafkaError._PARTITION_EOF:
+        log.warning("consumer: %s", err)
+    return False
+
+
+def _fmt(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

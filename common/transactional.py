@@ -1,0 +1,144 @@
+"""Kafka to Kafka, exactly once: the processor GEP and demux run in.
+
+Commit sequence for one batch (all inside one Kafka transaction):
+
+1. begin the transaction;
+2. hand each message to the handler and produce what it returns; a message the handler rejects
+   with ``InvalidEvent`` is produced to the dead-letter topic instead (same transaction);
+3. send the consumed offsets to the transaction (the group coordinator fences a zombie that
+   lost its partitions, KIP-447);
+4. commit: outputs, dead letters and offsets become visible to read-committed consumers
+   together. On any failure the transaction is aborted and nothing of the batch is visible.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Producer, TopicPartition
+
+from common.deadletter import DeadLetterLimit, dead_letter
+from common.errors import InvalidEvent
+from common.runloop import Consumer, Message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+
+
+Handler = Callable[[Message], Sequence[Output]]
+"""Turns one consumed message into the messages to produce. Pure: no I/O, no commits.
+Raises ``InvalidEvent`` for a message that can never succeed."""
+
+
+def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
+    """The offset to resume from, per partition: one past the last message handled."""
+    last: dict[tuple[str, int], int] = {}
+    for m in batch:
+        tp = (m.topic() or "", m.partition() or 0)
+        last[tp] = max(last.get(tp, -1), m.offset() or 0)
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+class TransactionalProcessor:
+    def __init__(
+        self,
+        stage: str,
+        producer: Producer,
+        handler: Handler,
+        dead_letter_topic: str,
+        *,
+        timeout_s: float,
+        limit: DeadLetterLimit,
+    ) -> None:
+        self.stage = stage
+        self.producer = producer
+        self.handler = handler
+        self.dead_letter_topic = dead_letter_topic
+        self.timeout_s = timeout_s
+        self.limit = limit
+        self.produced = 0
+        self.dead_lettered = 0
+        self._in_txn = False
+        producer.init_transactions(timeout_s)
+
+    def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Start from the group's committed offsets: they move only with a committed batch."""
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Nothing is in flight between batches."""
+
+    def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
+        self._abort_leftover()
+        # Step 1
+        self.producer.begin_transaction()
+        self._in_txn = True
+        produced = dead = 0
+        try:
+            # Step 2
+            for msg in batch:
+                try:
+                    outputs = self.handler(msg)
+                except InvalidEvent as exc:
+                    self.limit.record(True)
+                    dl = dead_letter(self.stage, msg, exc)
+                    self._produce(self.dead_letter_topic, dl.key, dl.value, dl.headers)
+                    dead += 1
+                    continue
+                self.limit.record(False)
+                for out in outputs:
+                    self._produce(out.topic, out.key, out.value, out.headers)
+                produced += len(outputs)
+            # Step 3
+            self.producer.send_offsets_to_transaction(
+                next_offsets(batch), consumer.consumer_group_metadata(), self.timeout_s
+            )
+            # Step 4
+            self.producer.commit_transaction(self.timeout_s)
+            self._in_txn = False
+        except BaseException:
+            self._abort_leftover(raise_errors=False)
+            raise
+        self.produced += produced
+        self.dead_lettered += dead
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> None:
+        hdrs: list[tuple[str, str | bytes | None]] = list(headers or [])
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=hdrs)
+                return
+            except BufferError:
+                # The local queue is full: let librdkafka deliver some, then try again.
+                self.producer.poll(0.05)
+
+    def _abort_leftover(self, *, raise_errors: bool = True) -> None:
+        """Abort a transaction a failed batch left open; with the broker away this fails too, and
+        the next batch tries again before it begins."""
+        if not self._in_txn:
+            return
+        try:
+            self.producer.abort_transaction(self.timeout_s)
+            self._in_txn = False
+        except Exception as exc:
+            if raise_errors:
+                raise
+            log.warning("could not abort the transaction yet: %s", exc)
+
+    def close(self) -> None:
+        self._abort_leftover(raise_errors=False)
+        self.producer.flush(self.timeout_s)

@@ -1,0 +1,33 @@
+"""What a DEP declares about itself, so the registry, the CLI and the invariant tests can see it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.codec import Codec
+from common.db import Migration
+from common.settings import Settings
+from common.store import StoreHandler
+from common.topics import Source, Topics
+
+
+@dataclass(frozen=True)
+class DepSpec:
+    name: str
+    description: str
+    inputs: tuple[tuple[Source, str], ...]  # (source, bucket) of each DE topic it consumes
+    tables: tuple[str, ...]
+    migrations: Path
+    input_schema: str  # schema name under schemas/ its input DEs use
+    build: Callable[[Settings, Codec], StoreHandler[Any]]
+
+    def topics(self, topics: Topics) -> list[str]:
+        return [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]
+
+    def migration_files(self) -> list[Migration]:
+        return [
+            Migration(f"{self.name}/{p.name}", p) for p in sorted(self.migrations.glob("*.sql"))
+        ]

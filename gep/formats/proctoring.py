@@ -1,0 +1,97 @@
+"""Proctoring events, as exported by the proctoring platform to CSV and replayed by ``da emit``.
+
+A raw event is a JSON object of the CSV columns: ``id``, ``type`` (``Event::<Name>``),
+``fulfillment_id``, ``created_at`` (``YYYY-MM-DD HH:MM:SS[.ffffff]``, UTC unless an offset is
+given) and optionally ``created_by_id``; every other column is carried in ``attributes``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import msgspec
+
+from common.errors import InvalidEvent
+from common.events import CanonicalEvent
+
+FORMAT = "proctoring.csv"
+_TYPE_RE = re.compile(r"^Event::[A-Za-z][A-Za-z0-9]*$")
+_Scalar = str | int | float | bool | None
+_decoder = msgspec.json.Decoder(dict[str, _Scalar])
+_MAX_ID = 200
+
+
+def looks_like(obj_keys: set[str]) -> bool:
+    return {"fulfillment_id", "type"} <= obj_keys
+
+
+def decode(value: bytes | None) -> dict[str, _Scalar]:
+    if not value:
+        raise InvalidEvent("empty", "the event has no body")
+    try:
+        return _decoder.decode(value)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(
+            "not_flat_object", f"expected a JSON object of scalar values: {exc}"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent("bad_json", str(exc)) from None
+
+
+def _text(row: dict[str, _Scalar], name: str, *, required: bool) -> str | None:
+    raw = row.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise InvalidEvent("missing_field", f"{name} is missing or empty", field=name)
+        return None
+    if isinstance(raw, bool | float):
+        raise InvalidEvent("bad_type", f"{name} must be a string or an integer", field=name)
+    text = str(raw).strip()
+    if not text or len(text) > _MAX_ID:
+        raise InvalidEvent("bad_value", f"{name} must be 1..{_MAX_ID} characters", field=name)
+    return text
+
+
+def parse_time(raw: str, name: str = "created_at") -> datetime:
+    try:
+        ts = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidEvent(
+            "bad_timestamp", f"{name}={raw!r} is not YYYY-MM-DD HH:MM:SS[.ffffff]", field=name
+        ) from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _required(row: dict[str, _Scalar], name: str) -> str:
+    text = _text(row, name, required=True)
+    return text if text is not None else ""  # _text raised already when it was missing
+
+
+def to_canonical(row: dict[str, _Scalar], received_at: datetime) -> CanonicalEvent:
+    event_id = _required(row, "id")
+    event_type = _required(row, "type")
+    fulfillment_id = _required(row, "fulfillment_id")
+    created_at = _required(row, "created_at")
+    if not _TYPE_RE.match(event_type):
+        raise InvalidEvent(
+            "bad_event_type", f"type={event_type!r} is not Event::<Name>", field="type"
+        )
+    attributes = {
+        k: v if isinstance(v, str) else msgspec.json.encode(v).decode()
+        for k, v in row.items()
+        if k not in ("id", "type", "fulfillment_id", "created_at", "created_by_id")
+        and v is not None
+        and v != ""
+    }
+    return CanonicalEvent(
+        event_id=event_id,
+        source=FORMAT,
+        event_type=event_type,
+        entity_type="fulfillment",
+        entity_id=fulfillment_id,
+        occurred_at=parse_time(created_at),
+        received_at=received_at,
+        actor_id=_text(row, "created_by_id", required=False),
+        attributes=attributes,
+    )
