@@ -34,14 +34,20 @@ def load_settings() -> Settings:
 
 def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
-    from cli import emit, stack, stages
+    from cli import emit, show, stack, stages
 
     stack.register(app)
     emit.register(app)
     stages.register(app)
+    show.register(app)
 
 
 _register()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main() -> None:
@@ -58,6 +64,12 @@ def main() -> None:
             "or set DA_DATABASE_URL",
             err=True,
         )
+        sys.exit(2)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+        typer.echo(f"da: {_first_line(exc)}; create the tables with `da db migrate`", err=True)
+        sys.exit(2)
+    except psycopg.Error as exc:
+        typer.echo(f"da: PostgreSQL error: {_first_line(exc)}", err=True)
         sys.exit(2)
     except KafkaException as exc:
         typer.echo(f"da: Kafka error: {exc.args[0].str()}", err=True)

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def transactional_id(settings: Settings, stage: str) -> str:
     # Stable per instance: a restarted instance fences its own zombie and aborts what it left
-    # open. Instances of one stage on one host need distinct DA_INSTANCE_ID values.
+    # open. Plain processes of one stage on one host need distinct DA_INSTANCE_ID values
+    # (containers each have their own host name).
     instance = settings.instance_id or socket.gethostname()
     return f"{settings.group_id(stage)}.{instance}"
 

@@ -1,0 +1,54 @@
+# One task runner: the README, CI (.ci/run) and people all use these targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DA := $(VENV)/bin/da
+
+.PHONY: help deps lint test unit integration e2e demo demo-stop bench clean
+
+help:
+	@echo "make demo   - local stack, topics, tables, GEP+demux+DEP processes, sample replay, live state"
+	@echo "make test   - install what is needed, lint (ruff, mypy --strict) and run the whole suite"
+	@echo "make bench  - throughput of each stage and of the pipeline (docs/benchmarks.md)"
+	@echo "make lint | unit | integration | e2e | clean"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Python packages, then PostgreSQL / Java / Maven (apt, only when missing) and the Kafka jars.
+deps: $(VENV)/.installed
+	PYTHON=$(PY) sh deploy/install-deps.sh
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+integration: deps
+	$(PY) -m pytest tests/integration
+
+e2e: deps
+	$(PY) -m pytest tests/e2e
+
+test: deps lint
+	$(PY) -m pytest
+
+demo: deps
+	bash deploy/demo.sh
+
+demo-stop:
+	bash deploy/demo.sh stop
+
+bench: deps
+	$(PY) -m bench.pipeline --record docs/benchmarks.md
+
+clean:
+	-$(DA) stack down
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,325 @@
+"""``da emit``: replay a CSV export of proctoring events onto the ingest topic.
+
+Emit carries rows, it does not judge them: every row that can become a message is sent with its
+fields exactly as in the file, and GEP decides what is valid (odd content goes to its dead-letter
+topic). A row is bad here only when it cannot become a message at all: its field count differs
+from the header's, or it is not valid UTF-8. A header without a required column is fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from common.kafka import check_kafka, make_admin, make_producer
+from common.topics import Topics
+
+REQUIRED_COLUMNS = ("id", "type", "fulfillment_id", "created_at", "created_by_id")
+FORMAT_HEADER = ("da-format", b"proctoring.csv")
+
+_json_encode = msgspec.json.Encoder().encode
+
+
+class CsvHeaderError(Exception):
+    """The file cannot be replayed at all; the message says why in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One data row: its first physical line in the file and its fields by column name."""
+
+    line: int
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A row that cannot become a message, with the line it starts on."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    line: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, str | bytes | None]]  # as confluent-kafka types them
+    # Only for the `-v` line, so the delivery report need not decode the value again.
+    type: str
+    fulfillment_id: str
+
+
+def read_csv(lines: Iterable[str]) -> tuple[list[str], Iterator[Row | BadRow]]:
+    """Check the header now (raising ``CsvHeaderError``) and return it with a row iterator.
+
+    ``lines`` should come from a file opened with ``newline=""`` so quoted fields may hold line
+    breaks; line numbers are those of the file (the header is line 1).
+    """
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise CsvHeaderError("no header row (the file is empty)") from None
+    except csv.Error as exc:
+        raise CsvHeaderError(f"unreadable header: {exc}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise CsvHeaderError(f"header lacks required column(s): {', '.join(missing)}")
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise CsvHeaderError(f"header repeats column(s): {', '.join(duplicated)}")
+    return header, _rows(reader, header)
+
+
+def _rows(reader: Any, header: list[str]) -> Iterator[Row | BadRow]:
+    # csv.reader is typed as a private class; its line_num is the last physical line consumed.
+    width = len(header)
+    previous_end: int = reader.line_num
+    while True:
+        start = previous_end + 1
+        try:
+            values: list[str] = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            previous_end = reader.line_num
+            yield BadRow(start, f"unreadable CSV: {exc}")
+            continue
+        previous_end = reader.line_num
+        if not values:  # a blank line carries no event
+            continue
+        if len(values) != width:
+            yield BadRow(start, f"expected {width} fields, got {len(values)}")
+            continue
+        yield Row(start, dict(zip(header, values, strict=True)))
+
+
+def to_message(row: Row) -> Message | BadRow:
+    """The Kafka message for a row: JSON of its strings, keyed by fulfillment id."""
+    try:
+        value = _json_encode(row.fields)
+        key = row.fields["fulfillment_id"].encode()
+    except UnicodeEncodeError:
+        # The file is read with surrogateescape, so bytes that are not UTF-8 surface here.
+        return BadRow(row.line, "not valid UTF-8")
+    return Message(
+        line=row.line,
+        key=key,
+        value=value,
+        headers=[FORMAT_HEADER],
+        type=row.fields["type"],
+        fulfillment_id=row.fields["fulfillment_id"],
+    )
+
+
+class Pacer:
+    """At most ``rate`` messages per second, on average since the start (none when ``None``)."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._clock = clock
+        self._start: float | None = None
+        self._count = 0
+
+    def delay(self) -> float:
+        """Seconds to wait before the next message may go."""
+        if not self._interval:
+            return 0.0
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        return max(0.0, self._start + self._count * self._interval - now)
+
+    def sent(self) -> None:
+        self._count += 1
+
+
+@dataclass
+class Tally:
+    delivered: int = 0
+    failed: int = 0
+    bad: int = 0
+
+
+def register(app: typer.Typer) -> None:
+    from cli import sample
+
+    app.command("emit")(emit)
+    sample.register(app)
+
+
+def emit(
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV export of events."),
+    ],
+    rate: Annotated[
+        float | None,
+        typer.Option("--rate", min=0.001, help="At most this many events per second."),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Print one line per delivered event.")
+    ] = False,
+    topic_check: Annotated[
+        bool,
+        typer.Option(
+            "--topic-check/--no-topic-check",
+            help="Refuse to send when the ingest topic does not exist.",
+        ),
+    ] = True,
+) -> None:
+    """Replay a CSV export of proctoring events onto the ingest topic, one message per row."""
+    from cli.main import load_settings
+
+    # surrogateescape: bytes that are not UTF-8 fail one row (in to_message), not the whole file.
+    with file.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        try:
+            _, items = read_csv(f)
+        except CsvHeaderError as exc:
+            typer.echo(f"da emit: {file}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        settings = load_settings()
+        topic = Topics(settings.namespace).ingest
+        check_kafka(settings)
+        if (
+            topic_check
+            and topic not in make_admin(settings).list_topics(timeout=settings.io_timeout_s).topics
+        ):
+            typer.echo(
+                f"da emit: topic {topic} does not exist; create it (`da topics ensure`) "
+                "or pass --no-topic-check to let the broker decide",
+                err=True,
+            )
+            raise typer.Exit(2)
+        sender = _Sender(make_producer(settings), topic, verbose=verbose)
+        started = time.monotonic()
+        interrupted = sender.run(items, Pacer(rate), total=_count_lines(file) - 1)
+    tally = sender.finish(settings.io_timeout_s)
+    elapsed = time.monotonic() - started
+    typer.echo(
+        f"sent {tally.delivered}, bad rows {tally.bad}, failed deliveries {tally.failed} "
+        f"in {elapsed:.1f} s ({tally.delivered / elapsed if elapsed else 0:.0f} events/s)"
+        + (" (interrupted)" if interrupted else ""),
+        err=True,
+    )
+    if interrupted:
+        raise typer.Exit(130)
+    if tally.bad or tally.failed:
+        raise typer.Exit(1)
+
+
+class _Sender:
+    """Produces messages and counts what the broker acknowledges."""
+
+    _MAX_REPORTED_FAILURES = 20
+
+    def __init__(self, producer: Producer, topic: str, *, verbose: bool) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._verbose = verbose
+        self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+        self.tally = Tally()
+
+    def run(self, items: Iterable[Row | BadRow], pacer: Pacer, *, total: int) -> bool:
+        """Send every good row; report bad ones. Returns True when interrupted by Ctrl-C."""
+        progress = Progress(
+            TextColumn("emit"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} events/s"),
+            TimeElapsedColumn(),
+            console=self._console,
+            disable=self._verbose or not sys.stderr.isatty(),
+        )
+        rows = 0
+        started = time.monotonic()
+        with progress:
+            task = progress.add_task("emit", total=max(total, 1), rate="0")
+            try:
+                for rows, item in enumerate(items, 1):
+                    message = to_message(item) if isinstance(item, Row) else item
+                    if isinstance(message, BadRow):
+                        self.tally.bad += 1
+                        self._console.print(str(message))
+                        continue
+                    while (wait := pacer.delay()) > 0:
+                        self._producer.poll(wait)  # serves delivery reports while pacing
+                    self._produce(message)
+                    pacer.sent()
+                    self._producer.poll(0)  # delivery reports as they come, not all at the end
+                    if rows % 512 == 0:
+                        rate = self.tally.delivered / max(time.monotonic() - started, 1e-9)
+                        progress.update(task, completed=rows, rate=f"{rate:,.0f}")
+            except KeyboardInterrupt:
+                return True
+            finally:
+                progress.update(task, total=max(rows, 1), completed=rows)
+        return False
+
+    def finish(self, timeout_s: float) -> Tally:
+        """Wait (bounded) for outstanding deliveries; what is left counts as failed."""
+        remaining: int = self._producer.flush(timeout_s)
+        if remaining:
+            self.tally.failed += remaining
+            self._console.print(f"{remaining} message(s) not delivered within {timeout_s:g} s")
+        sys.stdout.flush()
+        return self.tally
+
+    def _produce(self, message: Message) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=message.headers,
+                    on_delivery=self._on_delivery(message),
+                )
+                return
+            except BufferError:
+                # The local queue is full: let librdkafka drain some, then retry the same row.
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                self._failed(message, exc.args[0].str())
+                return
+
+    def _on_delivery(self, message: Message) -> Callable[[KafkaError | None, Any], None]:
+        def report(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                self._failed(message, err.str())
+                return
+            self.tally.delivered += 1
+            if self._verbose:
+                sys.stdout.write(
+                    f"[x] Sent {message.type} for fulfillment {message.fulfillment_id}\n"
+                )
+
+        return report
+
+    def _failed(self, message: Message, reason: str) -> None:
+        self.tally.failed += 1
+        if self.tally.failed <= self._MAX_REPORTED_FAILURES:
+            self._console.print(f"line {message.line}: delivery failed: {reason}")
+        elif self.tally.failed == self._MAX_REPORTED_FAILURES + 1:
+            self._console.print("more delivery failures; counting them silently")
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))

@@ -1,0 +1,94 @@
+"""In-memory stand-ins behind the run loop's Protocols, for unit tests that need nothing running."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+
+@dataclass
+class FakeMessage:
+    _value: bytes | None
+    _key: bytes | None = None
+    _topic: str = "t"
+    _partition: int = 0
+    _offset: int = 0
+    _headers: list[tuple[str, bytes]] | None = None
+    _error: KafkaError | None = None
+
+    def topic(self) -> str | None:
+        return self._topic
+
+    def partition(self) -> int | None:
+        return self._partition
+
+    def offset(self) -> int | None:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
+
+    def error(self) -> KafkaError | None:
+        return self._error
+
+
+@dataclass
+class FakeConsumer:
+    """Serves a fixed log per partition; ``seek`` moves the read position like Kafka's."""
+
+    log: dict[tuple[str, int], list[FakeMessage]]
+    position: dict[tuple[str, int], int] = field(default_factory=dict)
+    committed: list[TopicPartition] = field(default_factory=list)
+    closed: bool = False
+    seeks: list[TopicPartition] = field(default_factory=list)
+
+    def subscribe(
+        self, topics: list[str], on_assign: Any = None, on_revoke: Any = None, on_lost: Any = None
+    ) -> None:
+        parts = [TopicPartition(t, p) for (t, p) in self.log if t in topics]
+        for tp in parts:
+            self.position.setdefault((tp.topic, tp.partition), 0)
+        if on_assign is not None:
+            on_assign(self, parts)
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
+        out: list[FakeMessage] = []
+        for tp, msgs in self.log.items():
+            pos = self.position[tp]
+            take = msgs[pos : pos + num_messages - len(out)]
+            out += take
+            self.position[tp] = pos + len(take)
+        return out
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.seeks.append(partition)
+        self.position[(partition.topic, partition.partition)] = partition.offset
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.offset >= 0:
+                self.position[(tp.topic, tp.partition)] = tp.offset
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        self.committed += list(kwargs.get("offsets", []))
+
+    def consumer_group_metadata(self) -> Any:
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def messages(topic: str, values: Sequence[bytes], partition: int = 0) -> list[FakeMessage]:
+    return [
+        FakeMessage(v, _topic=topic, _partition=partition, _offset=i) for i, v in enumerate(values)
+    ]

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from common.codec import Codec
+from common.errors import InvalidEvent
+from common.events import CanonicalEvent
+from common.topics import Topics
+from gep.stage import Gep
+from tests.fakes import FakeMessage
+
+ROW = {
+    "id": "314999316",
+    "type": "Event::Welcome",
+    "fulfillment_id": "15729184",
+    "created_at": "2020-01-18 08:10:33.208545",
+    "created_by_id": "2374769",
+    "ip_address": "67.102.159.103",
+}
+CODEC = Codec()
+GEP = Gep(Topics("ns"), CODEC)
+
+
+def run(row: object, headers: list[tuple[str, bytes]] | None = None) -> CanonicalEvent:
+    out = GEP(FakeMessage(orjson.dumps(row), _headers=headers))
+    assert len(out) == 1 and out[0].topic == "ns.org.gooru.da.canonical"
+    assert out[0].key == b"15729184"
+    return CanonicalEvent.decode(CODEC, out[0].value)
+
+
+def test_valid_row_becomes_a_canonical_event() -> None:
+    event = run(ROW, [("da-format", b"proctoring.csv")])
+    assert event.event_id == "314999316" and event.event_type == "Event::Welcome"
+    assert event.entity_type == "fulfillment" and event.entity_id == "15729184"
+    assert event.occurred_at == datetime(2020, 1, 18, 8, 10, 33, 208545, tzinfo=UTC)
+    assert event.actor_id == "2374769"
+    assert event.attributes == {"ip_address": "67.102.159.103"}
+
+
+@pytest.mark.parametrize(
+    "created_at,expected",
+    [
+        ("2020-01-18 08:10:33", datetime(2020, 1, 18, 8, 10, 33, tzinfo=UTC)),
+        ("2020-01-18T08:10:33.5", datetime(2020, 1, 18, 8, 10, 33, 500000, tzinfo=UTC)),
+        ("2020-01-18 10:10:33+02:00", datetime(2020, 1, 18, 8, 10, 33, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_with_or_without_microseconds(created_at: str, expected: datetime) -> None:
+    assert run({**ROW, "created_at": created_at}).occurred_at == expected
+
+
+def test_integer_ids_are_accepted_as_text() -> None:
+    event = run({**ROW, "id": 314999316, "fulfillment_id": 15729184})
+    assert (event.event_id, event.entity_id) == ("314999316", "15729184")
+
+
+def test_missing_actor_is_none() -> None:
+    assert run({**ROW, "created_by_id": ""}).actor_id is None
+
+
+@pytest.mark.parametrize(
+    "value,reason,field",
+    [
+        (b"", "empty", None),
+        (b"not json", "bad_json", None),
+        (b"[1, 2]", "not_flat_object", None),
+        (b'{"a": {"b": 1}}', "not_flat_object", None),
+        (orjson.dumps({**ROW, "id": ""}), "missing_field", "id"),
+        (
+            orjson.dumps({k: v for k, v in ROW.items() if k != "created_at"}),
+            "missing_field",
+            "created_at",
+        ),
+        (orjson.dumps({**ROW, "created_at": "18/01/2020 08:10"}), "bad_timestamp", "created_at"),
+        (orjson.dumps({**ROW, "type": "Welcome!"}), "bad_event_type", "type"),
+        (orjson.dumps({**ROW, "fulfillment_id": 1.5}), "bad_type", "fulfillment_id"),
+        (orjson.dumps({"session_id": "x", "name": "pageview"}), "unknown_format", None),
+    ],
+)
+def test_invalid_events_get_a_typed_reason(value: bytes, reason: str, field: str | None) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        GEP(FakeMessage(value))
+    assert info.value.reason == reason
+    assert info.value.field == field
+
+
+def test_unknown_format_header_is_rejected() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        GEP(FakeMessage(orjson.dumps(ROW), _headers=[("da-format", b"edmobile.v9")]))
+    assert info.value.reason == "unknown_format"

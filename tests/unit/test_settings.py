@@ -1,0 +1,102 @@
+"""``Settings.load``: the environment over the stack file, and one clear error per bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.settings import Settings, SettingsError, stack_file
+
+KAFKA, DB = "127.0.0.1:9092", "postgresql://postgres@127.0.0.1:5432/da"
+
+
+def _with_stack_file(tmp_path: Path, **values: str) -> dict[str, str]:
+    env = {"DA_STATE_DIR": str(tmp_path)}
+    stack_file(env).write_text(
+        "# written by da stack up\n" + "".join(f"{k}={v}\n" for k, v in values.items())
+    )
+    return env
+
+
+def test_reads_the_stack_file(tmp_path: Path) -> None:
+    env = _with_stack_file(tmp_path, DA_KAFKA_BOOTSTRAP_SERVERS=KAFKA, DA_DATABASE_URL=DB)
+    settings = Settings.load(env)
+    assert (settings.kafka_bootstrap_servers, settings.database_url) == (KAFKA, DB)
+
+
+def test_environment_wins_over_the_stack_file(tmp_path: Path) -> None:
+    env = _with_stack_file(
+        tmp_path, DA_KAFKA_BOOTSTRAP_SERVERS=KAFKA, DA_DATABASE_URL=DB, DA_PARTITIONS="2"
+    )
+    env |= {"DA_KAFKA_BOOTSTRAP_SERVERS": "broker:9093", "DA_PARTITIONS": "12"}
+    settings = Settings.load(env)
+    assert settings.kafka_bootstrap_servers == "broker:9093"
+    assert settings.database_url == DB
+    assert settings.partitions == 12
+
+
+def test_typed_values_are_parsed(tmp_path: Path) -> None:
+    env = {
+        "DA_STATE_DIR": str(tmp_path),
+        "DA_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "DA_DATABASE_URL": DB,
+        "DA_BATCH_SIZE": "250",
+        "DA_POLL_TIMEOUT_S": "0.25",
+        "DA_NAMESPACE": "t1",
+        "DA_DATABASE_SCHEMA": "s1",
+    }
+    settings = Settings.load(env)
+    assert (settings.batch_size, settings.poll_timeout_s) == (250, 0.25)
+    assert (settings.namespace, settings.database_schema) == ("t1", "s1")
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [
+        ({"DA_DATABASE_URL": DB}, "DA_KAFKA_BOOTSTRAP_SERVERS"),
+        ({"DA_KAFKA_BOOTSTRAP_SERVERS": KAFKA}, "DA_DATABASE_URL"),
+        ({}, "DA_KAFKA_BOOTSTRAP_SERVERS and DA_DATABASE_URL"),
+    ],
+)
+def test_missing_service_names_the_variable(
+    tmp_path: Path, present: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(SettingsError, match=missing) as caught:
+        Settings.load({"DA_STATE_DIR": str(tmp_path), **present})
+    assert "da stack up" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("DA_PARTITIONS", "six"), ("DA_BATCH_SIZE", "1.5"), ("DA_IO_TIMEOUT_S", "soon")],
+)
+def test_bad_numbers_are_rejected(tmp_path: Path, name: str, raw: str) -> None:
+    env = {
+        "DA_STATE_DIR": str(tmp_path),
+        "DA_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "DA_DATABASE_URL": DB,
+        name: raw,
+    }
+    with pytest.raises(SettingsError, match=name):
+        Settings.load(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("DA_PARTITIONS", "0"),
+        ("DA_POLL_TIMEOUT_S", "-1"),
+        ("DA_NAMESPACE", "Bad Name"),
+        ("DA_DATABASE_SCHEMA", "drop;table"),
+    ],
+)
+def test_out_of_range_values_are_rejected(tmp_path: Path, name: str, raw: str) -> None:
+    env = {
+        "DA_STATE_DIR": str(tmp_path),
+        "DA_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "DA_DATABASE_URL": DB,
+        name: raw,
+    }
+    with pytest.raises(SettingsError, match=name):
+        Settings.load(env)
