@@ -74,14 +74,19 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
     return Consumer(config)
 
 
-def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(_base(settings))
+def make_admin(settings: Settings, *, quiet: bool = False) -> AdminClient:
+    config = _base(settings)
+    if quiet:
+        # A reachability check reports its own one-line verdict; librdkafka's connect-failure
+        # lines on stderr would only bury it.
+        config["log_level"] = 0
+    return AdminClient(config)
 
 
 def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
     """Fail fast, in one line, when the broker cannot be reached."""
     try:
-        make_admin(settings).list_topics(timeout=timeout_s)
+        make_admin(settings, quiet=True).list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise ServiceUnavailable(
             f"Kafka at {settings.kafka_bootstrap_servers} is unreachable ({exc.args[0].str()}); "

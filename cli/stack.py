@@ -1,0 +1,148 @@
+"""``da stack up | down | status``: a local Kafka broker and PostgreSQL cluster for dev and tests.
+
+Both run as plain processes from the state dir (``DA_STATE_DIR``, default ``./.da``): no Docker.
+``up`` writes the connection settings to the stack file, which ``Settings.load`` reads for every
+variable the environment leaves unset, so after ``da stack up`` every other command just works.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from cli import launcher_kafka, launcher_pg
+from common.settings import stack_file, state_dir
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    kafka_bootstrap_servers: str
+    database_url: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "DA_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "DA_DATABASE_URL": self.database_url,
+        }
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """Address of each service, or None when it is down."""
+
+    kafka: str | None
+    postgres: str | None
+
+    @property
+    def all_up(self) -> bool:
+        return self.kafka is not None and self.postgres is not None
+
+    @property
+    def any_up(self) -> bool:
+        return self.kafka is not None or self.postgres is not None
+
+
+def _stack_file(state: Path) -> Path:
+    return stack_file({"DA_STATE_DIR": str(state)})
+
+
+@contextmanager
+def _locked(state: Path) -> Iterator[None]:
+    # Two `up`s at once (two test sessions, say) would race for ports and initdb the same dir.
+    state.mkdir(parents=True, exist_ok=True)
+    with (state / "stack.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def stack_status(state: Path) -> StackStatus:
+    return StackStatus(kafka=launcher_kafka.status(state), postgres=launcher_pg.status(state))
+
+
+def start_stack(state: Path) -> StackInfo:
+    """Start whatever is not running (idempotent) and write the stack file."""
+    state = state.resolve()
+    with _locked(state):
+        # PostgreSQL first: it is quick, and a Kafka failure then leaves a usable half to retry.
+        info = StackInfo(
+            database_url=launcher_pg.start(state),
+            kafka_bootstrap_servers=launcher_kafka.start(state),
+        )
+        lines = [f"{key}={value}" for key, value in info.env().items()]
+        _stack_file(state).write_text("# written by `da stack up`\n" + "\n".join(lines) + "\n")
+    return info
+
+
+def stop_stack(state: Path, purge: bool = False) -> StackStatus:
+    """Stop both services; returns what was running. ``purge`` also deletes their data."""
+    state = state.resolve()
+    with _locked(state):
+        was = stack_status(state)
+        launcher_kafka.stop(state)
+        launcher_pg.stop(state)
+        _stack_file(state).unlink(missing_ok=True)
+        if purge:
+            shutil.rmtree(state / "kafka", ignore_errors=True)
+            launcher_pg.purge(state)
+    return was
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def up() -> None:
+    """Start Kafka and PostgreSQL (if not running) and print their settings as KEY=VALUE."""
+    state = state_dir()
+    before = stack_status(state)
+    began = time.monotonic()
+    info = start_stack(state)
+    for name, address, was in (
+        ("postgres", info.database_url, before.postgres),
+        ("kafka", info.kafka_bootstrap_servers, before.kafka),
+    ):
+        _say(f"{name}: {'already running' if was else 'started'} at {address}")
+    if not before.all_up:
+        _say(f"stack up in {time.monotonic() - began:.1f}s; settings in {_stack_file(state)}")
+    # Settings on stdout, messages on stderr: `export $(da stack up)` works.
+    for key, value in info.env().items():
+        typer.echo(f"{key}={value}")
+
+
+def down(
+    purge: bool = typer.Option(False, "--purge", help="Also delete the Kafka and PostgreSQL data."),
+) -> None:
+    """Stop the local Kafka and PostgreSQL."""
+    state = state_dir()
+    was = stop_stack(state, purge=purge)
+    _say(f"kafka: {'stopped' if was.kafka else 'was not running'}")
+    _say(f"postgres: {'stopped' if was.postgres else 'was not running'}")
+    if purge:
+        _say(f"deleted {state / 'kafka'} and {state / 'pg'}")
+
+
+def status() -> None:
+    """Show whether each service runs; exit code 1 when any is down."""
+    current = stack_status(state_dir())
+    for name, address in (("kafka", current.kafka), ("postgres", current.postgres)):
+        typer.echo(f"{name}: up at {address}" if address else f"{name}: down")
+    if not current.all_up:
+        typer.echo("start it with `da stack up`", err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    stack = typer.Typer(
+        help="Local Kafka + PostgreSQL for development and tests (no Docker).", no_args_is_help=True
+    )
+    stack.command("up")(up)
+    stack.command("down")(down)
+    stack.command("status")(status)
+    app.add_typer(stack, name="stack")

@@ -1,0 +1,58 @@
+#!/bin/sh
+# System dependencies of the local stack (`da stack up`) on Debian/Ubuntu, then the Kafka jars.
+# Idempotent: installs only what is missing, and `apt-get update` runs only when something is.
+# Run as root (as `make test` and `make demo` do on a fresh machine) or through sudo.
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=""
+elif command -v sudo >/dev/null 2>&1; then
+    as_root="sudo"
+else
+    as_root="__none__"
+fi
+
+has_pg_server() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    for bin in /usr/lib/postgresql/*/bin/initdb; do
+        [ -x "$bin" ] && return 0
+    done
+    return 1
+}
+
+missing=""
+has_pg_server || missing="$missing postgresql"
+command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
+command -v mvn >/dev/null 2>&1 || missing="$missing maven"
+
+if [ -n "$missing" ]; then
+    if [ "$as_root" = "__none__" ]; then
+        echo "install-deps: missing:$missing; rerun as root (or install sudo)" >&2
+        exit 1
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "install-deps: missing:$missing; install them with your package manager" >&2
+        exit 1
+    fi
+    echo "install-deps: installing$missing"
+    $as_root apt-get update -qq
+    # shellcheck disable=SC2086 # $missing is a list of package names
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends $missing
+else
+    echo "install-deps: postgresql, java and maven already installed"
+fi
+
+
+# Same code path as `da stack up`: the jars land in the shared cache once, guarded by a marker.
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+    if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=python3; fi
+fi
+if "$python" -c "import confluent_kafka" >/dev/null 2>&1; then
+    cd "$repo" && PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.launcher_kafka fetch
+else
+    echo "install-deps: no project virtualenv yet; the Kafka jars will be fetched by the first" \
+         "\`da stack up\`"
+fi

@@ -1,0 +1,90 @@
+"""Fixtures for tests that need real services (see ``tests/services.py`` for where they come from).
+
+``services`` is created lazily, the first time a test asks for it, so ``tests/unit`` needs nothing
+running. A missing service fails the run when ``CI`` is set and skips the test otherwise: it never
+turns into a green pass.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from common.settings import Settings
+from tests.services import NoServices, Services, acquire
+
+_TESTS = Path(__file__).resolve().parent
+_MARK_BY_DIR = {"integration": "integration", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Whatever lives in tests/integration or tests/e2e is marked, so `-m "not integration"` and
+    # `-m e2e` select correctly even when a module forgets its `pytestmark`.
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        parts = path.relative_to(_TESTS).parts if _TESTS in path.parents else ()
+        if parts and parts[0] in _MARK_BY_DIR:
+            item.add_marker(getattr(pytest.mark, _MARK_BY_DIR[parts[0]]))
+        elif parts and parts[0] == "unit" and "services" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests/unit must need nothing running; "
+                "a test that uses real services belongs in tests/integration"
+            )
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """A real Kafka broker and a real PostgreSQL for the whole session."""
+    with ExitStack() as cleanup:
+        try:
+            found = acquire(cleanup)
+        except NoServices as exc:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI: no Kafka/PostgreSQL for integration tests: {exc}", pytrace=False)
+            pytest.skip(f"no Kafka/PostgreSQL: {exc}")
+        yield found
+
+
+@pytest.fixture
+def settings(services: Services) -> Iterator[Settings]:
+    """Settings on the real services, with a fresh namespace (topics, groups) and schema."""
+    current = Settings(
+        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
+        database_url=services.database_url,
+        namespace=f"t{uuid.uuid4().hex[:10]}",
+        database_schema=f"t_{uuid.uuid4().hex[:10]}",
+        partitions=3,
+        batch_size=500,
+        poll_timeout_s=0.2,
+        io_timeout_s=10,
+    )
+    current.validate()
+    schema = sql.Identifier(current.database_schema)
+    with psycopg.connect(current.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+    yield current
+    with psycopg.connect(current.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+
+
+@pytest.fixture
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The process environment plus ``DA_*`` equal to ``settings``: for running the real CLI."""
+    return {
+        **os.environ,
+        "DA_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DA_DATABASE_URL": settings.database_url,
+        "DA_NAMESPACE": settings.namespace,
+        "DA_DATABASE_SCHEMA": settings.database_schema,
+        "DA_PARTITIONS": str(settings.partitions),
+        "DA_BATCH_SIZE": str(settings.batch_size),
+        "DA_POLL_TIMEOUT_S": str(settings.poll_timeout_s),
+        "DA_IO_TIMEOUT_S": str(settings.io_timeout_s),
+    }
