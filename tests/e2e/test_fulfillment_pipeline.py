@@ -9,6 +9,7 @@ a duplicate.
 from __future__ import annotations
 
 import csv
+import json
 import random
 import signal
 import subprocess
@@ -18,7 +19,6 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-import orjson
 import psycopg
 
 from cli.sample import COLUMNS, generate
@@ -156,7 +156,7 @@ def test_replay_with_disorder_duplicates_bad_rows_and_killed_stages(
         topics = Topics(settings.namespace)
         dead = read_topic(settings, topics.dead_letter("gep"), expect=len(BAD))
         # The original bytes are kept: they still parse to the row that was sent.
-        reasons = {orjson.loads(m.value())["id"]: header(m.headers(), H_REASON) for m in dead}
+        reasons = {json.loads(m.value())["id"]: header(m.headers(), H_REASON) for m in dead}
         assert reasons == {k: reason for k, (_, reason) in BAD.items()}
         des = read_topic(settings, topics.sink("demux", "fulfillment.welcome"), expect=len(valid))
         # Every valid raw event (a duplicate row is a second delivery) made exactly one DE,
