@@ -106,9 +106,63 @@ def check_tables(settings: Settings, want: Expected) -> list[str]:
     return problems
 
 
-def test_replay_with_disorder_duplicates_bad_rows_and_killed_stages(
-    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+COMMANDS = {
+    "gep": da("gep", "run"),
+    "demux": da("demux", "run"),
+    "dep": da("dep", "run", "fulfillment-state"),
+}
+
+
+class Stages:
+    """The stage processes of one test; an instance is ``<stage>-<n>`` with its own instance id
+    (the suffix of its transactional id), as distinct replicas would have."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.exits: dict[str, int] = {}
+
+    def start(self, instance: str) -> None:
+        stage = instance.split("-")[0]
+        with (self.logs / f"{instance}.log").open("ab") as log:
+            self.procs[instance] = subprocess.Popen(
+                COMMANDS[stage],
+                env={**self.env, "DA_INSTANCE_ID": instance},
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self, instance: str) -> None:
+        self.procs[instance].send_signal(signal.SIGKILL)
+        self.procs[instance].wait()
+
+    def stop(self, instance: str) -> None:
+        """SIGTERM: finish the batch, commit, leave the group, exit 0."""
+        self.procs[instance].send_signal(signal.SIGTERM)
+        self.exits[instance] = self.procs.pop(instance).wait(timeout=60)
+
+    def stop_all(self) -> dict[str, int]:
+        for instance in list(self.procs):
+            self.procs[instance].send_signal(signal.SIGTERM)
+        for instance in list(self.procs):
+            self.exits[instance] = self.procs.pop(instance).wait(timeout=60)
+        return self.exits
+
+    def tails(self) -> dict[str, str]:
+        return {p.stem: p.read_text()[-1500:] for p in self.logs.glob("*.log")}
+
+
+def replay_and_check(
+    settings: Settings,
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    initial: list[str],
+    script: list[tuple[str, str]],
 ) -> None:
+    """Start ``initial`` instances, replay the input while ``script`` runs (one action every
+    1.5 s: "kill", "restart", "start" or "stop" an instance), then check every output."""
     env = {**settings_env, "DA_LOG_LEVEL": "INFO"}
     subprocess.run(da("topics", "ensure"), env=env, cwd=REPO, check=True, capture_output=True)
     subprocess.run(da("db", "migrate"), env=env, cwd=REPO, check=True, capture_output=True)
@@ -117,19 +171,9 @@ def test_replay_with_disorder_duplicates_bad_rows_and_killed_stages(
     want = expected_tables(valid)
     assert len(want.history) > 100 and len(want.current) > 100  # the data exercises the rules
 
-    commands = {
-        "gep": da("gep", "run"),
-        "demux": da("demux", "run"),
-        "dep": da("dep", "run", "fulfillment-state"),
-    }
-    logs = {name: (tmp_path / f"{name}.log").open("wb") for name in commands}
-
-    def start(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            commands[name], env=env, cwd=REPO, stdout=logs[name], stderr=subprocess.STDOUT
-        )
-
-    procs = {name: start(name) for name in commands}
+    stages = Stages(env, tmp_path)
+    for instance in initial:
+        stages.start(instance)
     try:
         emit = subprocess.Popen(
             da("emit", str(csv_path), "--rate", "400"),
@@ -138,11 +182,14 @@ def test_replay_with_disorder_duplicates_bad_rows_and_killed_stages(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for name in ("gep", "demux", "dep"):  # each stage dies mid-stream and comes back
-            time.sleep(2.0)
-            procs[name].send_signal(signal.SIGKILL)
-            procs[name].wait()
-            procs[name] = start(name)
+        for action, instance in script:
+            time.sleep(1.5)
+            if action == "kill":
+                stages.kill(instance)
+            elif action == "stop":
+                stages.stop(instance)
+            else:  # "start" a new instance or "restart" a killed one
+                stages.start(instance)
         _, err = emit.communicate(timeout=120)
         assert emit.returncode == 1, err  # the ragged row was not sent
         assert f"line {ragged_line}:".encode() in err
@@ -151,7 +198,7 @@ def test_replay_with_disorder_duplicates_bad_rows_and_killed_stages(
         deadline = time.monotonic() + 120
         while (problems := check_tables(settings, want)) and time.monotonic() < deadline:
             time.sleep(2)
-        assert problems == []
+        assert problems == [], stages.tails()
 
         topics = Topics(settings.namespace)
         dead = read_topic(settings, topics.dead_letter("gep"), expect=len(BAD))
@@ -160,17 +207,48 @@ def test_replay_with_disorder_duplicates_bad_rows_and_killed_stages(
         assert reasons == {k: reason for k, (_, reason) in BAD.items()}
         des = read_topic(settings, topics.sink("demux", "fulfillment.welcome"), expect=len(valid))
         # Every valid raw event (a duplicate row is a second delivery) made exactly one DE,
-        # despite the kills: the Kafka transactions neither lost nor repeated one.
+        # despite the faults: the Kafka transactions neither lost nor repeated one.
         codec = Codec()
         sent = Counter(r["id"] for r in valid)
         assert Counter(FulfillmentEvent.decode(codec, m.value()).event_id for m in des) == sent
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        codes = {name: p.wait(timeout=60) for name, p in procs.items()}
-        for f in logs.values():
-            f.close()
-    assert codes == {"gep": 0, "demux": 0, "dep": 0}, {
-        n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in commands
-    }
+        exits = stages.stop_all()
+    assert set(exits.values()) == {0}, (exits, stages.tails())
+
+
+def test_each_stage_killed_mid_stream_and_restarted(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    replay_and_check(
+        settings,
+        settings_env,
+        tmp_path,
+        ["gep-1", "demux-1", "dep-1"],
+        [
+            ("kill", "gep-1"),
+            ("restart", "gep-1"),
+            ("kill", "demux-1"),
+            ("restart", "demux-1"),
+            ("kill", "dep-1"),
+            ("restart", "dep-1"),
+        ],
+    )
+
+
+def test_scaled_out_stages_rebalance_without_loss_or_duplicates(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    replay_and_check(
+        settings,
+        settings_env,
+        tmp_path,
+        ["gep-1", "gep-2", "demux-1", "demux-2", "dep-1", "dep-2"],
+        [
+            ("start", "gep-3"),
+            ("kill", "demux-1"),
+            ("stop", "dep-2"),
+            ("start", "dep-3"),
+            ("stop", "gep-1"),
+            ("restart", "demux-1"),
+        ],
+    )
