@@ -1,0 +1,169 @@
+"""The whole pipeline: GEP, demux and the fulfillment-state DEP as real ``da`` processes.
+
+The three start on fresh topics and wait, subscribed; then the events are produced to the ingest
+topic and the clock runs from the first ``produce()`` until the DEP's ``events`` table holds all
+of them (rows and offsets commit in one transaction, so that is the last batch committed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO
+
+from bench import proc
+from bench.ingest import produce
+from bench.report import Figure
+from cli.emit import Message
+from common import db
+from common.settings import Settings
+
+_COMMANDS = {
+    "gep": ["gep", "run"],
+    "demux": ["demux", "run"],
+    "dep fulfillment-state": ["dep", "run", "fulfillment-state"],
+}
+_ASSIGNED = re.compile(r"assigned (?!nothing)\S+\[\d+\]")
+# The row count costs the database a few ms; polled more often it would be part of the load.
+_POLL_S = 0.25
+
+
+def stage_env(settings: Settings) -> dict[str, str]:
+    """The process environment plus every setting as its ``DA_*`` variable."""
+    env = dict(os.environ)
+    for f in fields(settings):
+        env["DA_" + f.name.upper()] = str(getattr(settings, f.name))
+    env["DA_LOG_LEVEL"] = "INFO"  # readiness is read off the "assigned" log line
+    return env
+
+
+def _da() -> list[str]:
+    script = Path(sys.executable).with_name("da")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+
+
+@dataclass
+class _Stage:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def cpu_s(self) -> float:
+        return proc.cpu_s(self.proc.pid)
+
+
+def run_pipeline(
+    settings: Settings, messages: list[Message], workdir: Path, timeout_s: float
+) -> tuple[list[Figure], list[str]]:
+    """Figures: emit during the run, the pipeline end to end, and each stage process in it."""
+    env = stage_env(settings)
+    stages: list[_Stage] = []
+    notes: list[str] = []
+    try:
+        for name, args in _COMMANDS.items():
+            log_path = workdir / f"{name.replace(' ', '-')}.log"
+            log = log_path.open("wb")
+            child = subprocess.Popen([*_da(), *args], env=env, stdout=log, stderr=log)
+            stages.append(_Stage(name, child, log_path, log))
+        _wait_ready(stages, timeout_s=60)
+        cpu_before = {s.name: s.cpu_s() for s in stages}
+        usage_before = proc.usage(settings)
+        own_before = time.process_time()
+        started = time.monotonic()
+        emitted = produce(settings, messages, "emit, while the pipeline runs")
+        done = _wait_rows(settings, stages, len(messages), started, timeout_s)
+        own = time.process_time() - own_before  # emit and the row-count poller
+        usage_after = proc.usage(settings)
+        seconds = done - started
+        cpu = {s.name: s.cpu_s() - cpu_before[s.name] for s in stages}
+        rss = {s.name: proc.peak_rss_kib(s.proc.pid) for s in stages}
+        measured = sum(cpu.values()) + own
+        figures = [
+            emitted,
+            Figure(
+                "pipeline end to end (3 processes)",
+                len(messages),
+                seconds,
+                cpu_s=measured,
+                services=proc.share(usage_before, usage_after, seconds, measured),
+                note="CPU: the three stages and the emitting process together",
+            ),
+            *(
+                Figure(
+                    f"  process `da {' '.join(_COMMANDS[s.name])}`",
+                    0,
+                    seconds,
+                    cpu_s=cpu[s.name],
+                    peak_rss_kib=rss[s.name],
+                )
+                for s in stages
+            ),
+        ]
+    finally:
+        for s in stages:
+            code = _stop(s)
+            if code != 0:
+                notes.append(f"`da {' '.join(_COMMANDS[s.name])}` exited {code}: {s.tail(5)}")
+            s.log.close()
+    for s in stages:
+        errors = [ln for ln in s.output().splitlines() if " ERROR " in ln or "Traceback" in ln]
+        if errors:
+            notes.append(f"{s.name} logged {len(errors)} error(s), the first: {errors[0]}")
+    return figures, notes
+
+
+def _wait_ready(stages: list[_Stage], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    waiting = list(stages)
+    while waiting:
+        for s in list(waiting):
+            if s.proc.poll() is not None:
+                raise RuntimeError(f"{s.name} exited {s.proc.returncode}:\n{s.tail()}")
+            if _ASSIGNED.search(s.output()):
+                waiting.remove(s)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not subscribed after {timeout_s:g} s: {[s.name for s in waiting]}")
+        time.sleep(0.1)
+
+
+def _wait_rows(
+    settings: Settings, stages: list[_Stage], n: int, started: float, timeout_s: float
+) -> float:
+    """When the DEP's ``events`` table first held ``n`` rows (to within ``_POLL_S``)."""
+    with db.connect(settings, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM events").fetchone()
+            now = time.monotonic()
+            have = int(str(row[0])) if row else 0
+            if have >= n:
+                return now
+            for s in stages:
+                if s.proc.poll() is not None:
+                    raise RuntimeError(f"{s.name} exited {s.proc.returncode}:\n{s.tail()}")
+            if now - started > timeout_s:
+                raise RuntimeError(f"only {have:,} of {n:,} events stored after {timeout_s:g} s")
+            time.sleep(_POLL_S)
+
+
+def _stop(stage: _Stage) -> int:
+    """SIGTERM (the stage finishes its batch and leaves its group), then SIGKILL if it hangs."""
+    if stage.proc.poll() is None:
+        stage.proc.send_signal(signal.SIGTERM)
+    try:
+        return stage.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stage.proc.kill()
+        return stage.proc.wait()

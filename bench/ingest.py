@@ -1,0 +1,73 @@
+"""The benchmark's input: sample proctoring events, produced to ingest as ``da emit`` does."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import astuple
+from typing import Any
+
+from bench import proc
+from bench.report import Figure
+from cli.emit import BadRow, Message, Row, to_message
+from cli.sample import COLUMNS, generate
+from common.kafka import make_producer
+from common.settings import Settings
+from common.topics import Topics
+
+# The generator gives ~7.7 events per fulfillment; ask for a little more than needed.
+_EVENTS_PER_FULFILLMENT = 7.0
+
+
+def sample_messages(n: int, seed: int = 42) -> tuple[list[Message], int]:
+    """The first ``n`` events (in time order) of a sample export, as ``da emit`` sends them,
+    and the number of fulfillments they belong to."""
+    count = max(1, math.ceil(n / _EVENTS_PER_FULFILLMENT))
+    rows = generate(seed, count)
+    while len(rows) < n:
+        count = math.ceil(count * 1.2)
+        rows = generate(seed, count)
+    messages = []
+    # Line numbers as in the CSV file `da sample fulfillments` writes (the header is line 1).
+    for line, r in enumerate(rows[:n], start=2):
+        message = to_message(Row(line, dict(zip(COLUMNS, astuple(r), strict=True))))
+        if isinstance(message, BadRow):
+            raise RuntimeError(f"the sample generator wrote a row emit rejects: {message}")
+        messages.append(message)
+    return messages, len({m.key for m in messages})
+
+
+def produce(settings: Settings, messages: list[Message], name: str) -> Figure:
+    """Produce every message to the ingest topic as fast as the producer takes them; the figure
+    runs from the first ``produce()`` until the broker acknowledged the last one."""
+    producer = make_producer(settings)
+    topic = Topics(settings.namespace).ingest
+    delivered = failed = 0
+
+    def report(err: Any, _msg: Any) -> None:
+        nonlocal delivered, failed
+        if err is None:
+            delivered += 1
+        else:
+            failed += 1
+
+    usage_started = proc.usage(settings)
+    started = time.monotonic()
+    cpu_started = time.process_time()
+    for m in messages:
+        while True:
+            try:
+                producer.produce(
+                    topic, value=m.value, key=m.key, headers=m.headers, on_delivery=report
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)  # the local queue is full: let librdkafka deliver some
+        producer.poll(0)
+    remaining = producer.flush(settings.io_timeout_s)
+    seconds = time.monotonic() - started
+    cpu_s = time.process_time() - cpu_started
+    services = proc.share(usage_started, proc.usage(settings), seconds, cpu_s)
+    if failed or remaining:
+        raise RuntimeError(f"{failed} deliveries failed and {remaining} were not acknowledged")
+    return Figure(name, delivered, seconds, cpu_s=cpu_s, services=services)

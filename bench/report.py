@@ -1,0 +1,204 @@
+"""The figures of one run, the machine they were measured on, and how they are shown."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import confluent_kafka
+import psycopg
+
+from bench.proc import Share
+from common import db
+from common.settings import Settings
+
+BEGIN = "<!-- bench:begin (written by `python -m bench.pipeline --record`) -->"
+END = "<!-- bench:end -->"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured interval: ``events`` handled in ``seconds`` of wall time (``events`` 0: a
+    process's share of an interval counted in another figure, shown for its CPU and memory)."""
+
+    name: str
+    events: int
+    seconds: float
+    # CPU the measured process spent in the interval (all its threads); None: not measured.
+    cpu_s: float | None = None
+    peak_rss_kib: int | None = None
+    # Meanwhile: the broker, the database and the rest of the machine.
+    services: Share | None = None
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_share(self) -> float | None:
+        """Share of one core the process used while measured (1.0 = one core busy)."""
+        if self.cpu_s is None or self.seconds <= 0:
+            return None
+        return self.cpu_s / self.seconds
+
+
+@dataclass
+class Run:
+    settings: Settings
+    events: int
+    fulfillments: int
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def machine(settings: Settings) -> list[tuple[str, str]]:
+    """What the figures depend on, as (label, value) rows."""
+    cpuinfo = _read("/proc/cpuinfo")
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    meminfo = _read("/proc/meminfo")
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
+    with db.connect(settings, autocommit=True) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    pg_version = str(row[0]) if row else "unknown"
+    return [
+        ("CPU", f"{os.cpu_count()} cores, {model.group(1).strip() if model else 'unknown'}"),
+        ("RAM", f"{int(mem.group(1)) / 1024**2:.1f} GiB" if mem else "unknown"),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("Python", platform.python_version()),
+        (
+            "confluent-kafka / librdkafka",
+            f"{confluent_kafka.__version__} / {confluent_kafka.libversion()[0]}",
+        ),
+        ("psycopg / libpq", f"{psycopg.__version__} / {psycopg.pq.version()}"),
+        ("PostgreSQL", pg_version),
+        ("Kafka", _kafka_version()),
+    ]
+
+
+def _kafka_version() -> str:
+    # The client API does not tell a broker's release; the local stack pins one.
+    try:
+        from cli.launcher_kafka import KAFKA_VERSION
+    except ImportError:
+        return "unknown"
+    return f"{KAFKA_VERSION} (the version `da stack up` runs)"
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _cpu(f: Figure) -> str:
+    share = f.cpu_share
+    return "" if share is None else f"{share * 100:.0f}%"
+
+
+def _events(f: Figure) -> str:
+    return f"{f.events:,}" if f.events else ""
+
+
+def _rate(f: Figure) -> str:
+    return f"{f.rate:,.0f}" if f.events else ""
+
+
+def _rss(f: Figure) -> str:
+    return "" if f.peak_rss_kib is None else f"{f.peak_rss_kib / 1024:.0f}"
+
+
+def _cores(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.0f}%"
+
+
+def _row(f: Figure) -> tuple[str, ...]:
+    s = f.services
+    return (
+        f.name,
+        _events(f),
+        f"{f.seconds:.2f}",
+        _rate(f),
+        _cpu(f),
+        _cores(s.kafka) if s else "",
+        _cores(s.postgres) if s else "",
+        _cores(s.rest) if s else "",
+        _rss(f),
+    )
+
+
+HEAD = (
+    "measurement",
+    "events",
+    "seconds",
+    "events/s",
+    "CPU",
+    "Kafka CPU",
+    "PG CPU",
+    "rest CPU",
+    "peak RSS MiB",
+)
+
+
+def text_table(run: Run) -> str:
+    head = HEAD
+    rows = [_row(f) for f in run.figures]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]
+        )
+        for r in [head, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"note: {f.name}: {f.note}" for f in run.figures if f.note] + [
+        f"note: {n}" for n in run.notes
+    ]
+    return "\n".join(lines + notes)
+
+
+def markdown(run: Run, machine_rows: list[tuple[str, str]], command: str) -> str:
+    s = run.settings
+    out = [
+        f"## Latest run: {run.started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| machine | |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in machine_rows),
+        "",
+        f"Input: {run.events:,} raw proctoring events of {run.fulfillments:,} fulfillments "
+        "(`cli.sample.generate`, seed 42, the first events in time order). Settings: "
+        f"`DA_BATCH_SIZE={s.batch_size}`, `DA_PARTITIONS={s.partitions}` (every topic), "
+        f"`DA_POLL_TIMEOUT_S={s.poll_timeout_s:g}`, replication factor "
+        f"{s.replication_factor}.",
+        "",
+        "| " + " | ".join(HEAD) + " |",
+        "|---" + "|--:" * (len(HEAD) - 1) + "|",
+        *("| " + " | ".join(_row(f)) + " |" for f in run.figures),
+        "",
+        *(f"- {f.name}: {f.note}" for f in run.figures if f.note),
+        *(f"- {n}" for n in run.notes),
+    ]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def record(path: Path, section: str) -> None:
+    """Replace the marked section of ``path`` (append it when the file has none)."""
+    block = f"{BEGIN}\n{section}{END}\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start, end = text.find(BEGIN), text.find(END)
+    if start >= 0 and end > start:
+        rest = text[end + len(END) :].lstrip("\n")
+        text = text[:start] + block + ("\n" + rest if rest else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

@@ -1,0 +1,144 @@
+"""One stage alone on preloaded input, in a fresh child process so its CPU and memory are its own.
+
+The stage runs through ``common.launch`` exactly as the CLI runs it. Its clock starts when the
+handler sees the first message (group join and broker metadata excluded) and stops when the run
+loop reports the batch that reached ``n`` committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import resource
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from bench import proc
+from bench.report import Figure
+from common.codec import Codec
+from common.events import FulfillmentEvent
+from common.launch import run_store, run_transform
+from common.runloop import Message, RunStats, Stopper
+from common.settings import Settings
+from common.store import Cursor, StoreHandler
+from common.topics import Topics
+from common.transactional import Handler, Output
+from demux.stage import STAGE as DEMUX
+from demux.stage import Demux
+from dep import registry
+from gep.stage import STAGE as GEP
+from gep.stage import Gep
+
+DEP = "fulfillment-state"
+STAGES = (GEP, DEMUX, DEP)
+
+
+class _Clock:
+    """Marks the first message handled and each batch committed, with the CPU used by then."""
+
+    def __init__(self, settings: Settings, n: int) -> None:
+        self.settings = settings
+        self.n = n
+        self.started = self.ended = 0.0
+        self.cpu_started = self.cpu_ended = 0.0
+        self.usage_started: proc.Usage | None = None
+        self.usage_ended: proc.Usage | None = None
+
+    def first(self) -> None:
+        if not self.started:
+            self.usage_started = proc.usage(self.settings)
+            self.started = time.monotonic()
+            self.cpu_started = _cpu()
+
+    def batch(self, stats: RunStats) -> None:
+        self.ended = time.monotonic()
+        self.cpu_ended = _cpu()
+        if stats.messages >= self.n:
+            self.usage_ended = proc.usage(self.settings)
+
+    def services(self) -> proc.Share | None:
+        if self.usage_started is None or self.usage_ended is None:
+            return None
+        seconds = self.ended - self.started
+        return proc.share(
+            self.usage_started, self.usage_ended, seconds, self.cpu_ended - self.cpu_started
+        )
+
+
+def _cpu() -> float:
+    # All threads of this process: librdkafka's and libpq's work counts as the stage's.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(handler: Handler, clock: _Clock) -> Handler:
+    def call(msg: Message) -> Sequence[Output]:
+        clock.first()
+        return handler(msg)
+
+    return call
+
+
+class _TimedStore:
+    def __init__(self, handler: StoreHandler[FulfillmentEvent], clock: _Clock) -> None:
+        self.handler = handler
+        self.clock = clock
+
+    def decode(self, msg: Message) -> FulfillmentEvent:
+        self.clock.first()
+        return self.handler.decode(msg)
+
+    def handle(self, events: Sequence[FulfillmentEvent], cur: Cursor) -> None:
+        self.handler.handle(events, cur)
+
+
+def measure(settings: Settings, stage: str, n: int, idle_stop_s: float) -> Figure:
+    """Run ``stage`` until it handled ``n`` messages (or saw none for ``idle_stop_s``)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    topics = Topics(settings.namespace)
+    clock = _Clock(settings, n)
+    stop = Stopper()
+    limits: dict[str, Any] = {
+        "max_messages": n,
+        "idle_stop_s": idle_stop_s,
+        "on_batch": clock.batch,
+    }
+    if stage == GEP:
+        gep = Gep(topics, Codec())
+        stats = run_transform(settings, GEP, _timed(gep, clock), gep.input_topics(), stop, **limits)
+        name = "GEP alone (ingest -> canonical)"
+    elif stage == DEMUX:
+        demux = Demux(topics, Codec())
+        stats = run_transform(
+            settings, DEMUX, _timed(demux, clock), demux.input_topics(), stop, **limits
+        )
+        name = "demux alone (canonical -> DE)"
+    elif stage == DEP:
+        spec = registry.get(DEP)
+        handler = _TimedStore(spec.build(settings, Codec()), clock)
+        stats = run_store(settings, f"dep.{DEP}", handler, spec.topics(topics), stop, **limits)
+        name = "DEP fulfillment-state alone (DE -> PostgreSQL)"
+    else:
+        raise ValueError(f"no stage named {stage!r}; known: {', '.join(STAGES)}")
+    note = f"{stats.retries} batch(es) retried after a transient fault" if stats.retries else ""
+    if stats.messages < n:
+        note = f"stopped idle after {stats.messages:,} of {n:,} messages; {note}".rstrip("; ")
+    return Figure(
+        name,
+        stats.messages,
+        clock.ended - clock.started,
+        cpu_s=clock.cpu_ended - clock.cpu_started,
+        # Not ru_maxrss: Linux carries the parent's high-water mark over fork and exec.
+        peak_rss_kib=proc.peak_rss_kib(),
+        services=clock.services(),
+        note=note,
+    )
+
+
+def measure_isolated(settings: Settings, stage: str, n: int, idle_stop_s: float = 30.0) -> Figure:
+    """``measure`` in a fresh interpreter (spawned, not forked: nothing of ours is inherited)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(measure, settings, stage, n, idle_stop_s).result()
