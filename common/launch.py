@@ -46,6 +46,7 @@ def run_transform(
         topics.dead_letter(stage),
         timeout_s=settings.io_timeout_s,
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
+        stop=stop,
     )
     consumer = make_consumer(settings, settings.group_id(stage))
     log.info("%s: consuming %s", stage, ", ".join(inputs))

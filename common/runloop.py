@@ -59,6 +59,31 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
+Headers = list[tuple[str, str | bytes | None]]
+
+
+class Producer(Protocol):
+    """The part of ``confluent_kafka.Producer`` the processors use."""
+
+    def produce(
+        self,
+        topic: str,
+        value: str | bytes | None = ...,
+        key: str | bytes | None = ...,
+        *,
+        headers: Headers | None = ...,
+    ) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+    def flush(self, timeout: float = ...) -> int: ...
+    def init_transactions(self, timeout: float = ...) -> None: ...
+    def begin_transaction(self) -> None: ...
+    def send_offsets_to_transaction(
+        self, positions: list[TopicPartition], group_metadata: Any, timeout: float = ...
+    ) -> None: ...
+    def commit_transaction(self, timeout: float = ...) -> None: ...
+    def abort_transaction(self, timeout: float = ...) -> None: ...
+
+
 class Processor(Protocol):
     """A stage's handling of batches. Only ``run`` calls it, always from one thread."""
 
@@ -103,6 +128,11 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+class StopRequested(Exception):
+    """A stop was requested while waiting inside a rebalance callback: leave without committing
+    anything (nothing was processed) and exit cleanly."""
+
+
 class Stopper:
     """A stop flag that signals set and that back-off sleeps wake up on."""
 
@@ -135,17 +165,6 @@ class RunStats:
     batches: int = 0
     messages: int = 0
     retries: int = 0
-
-
-def _rewind(consumer: Consumer, batch: Sequence[Message]) -> None:
-    first: dict[tuple[str, int], int] = {}
-    for m in batch:
-        tp = (m.topic() or "", m.partition() or 0)
-        off = m.offset() or 0
-        if tp not in first or off < first[tp]:
-            first[tp] = off
-    for (topic, part), off in first.items():
-        consumer.seek(TopicPartition(topic, part, off))
 
 
 def run(
@@ -184,7 +203,11 @@ def run(
                 break
             if idle_stop_s is not None and time.monotonic() - last_data > idle_stop_s:
                 break
-            polled = consumer.consume(batch_size, poll_timeout_s)
+            try:
+                polled = consumer.consume(batch_size, poll_timeout_s)
+            except StopRequested as exc:
+                log.info("%s", exc)
+                break
             # A consume() that ran a revocation may still return messages fetched before it.
             batch = [m for m in polled if _usable(m) and (m.topic(), m.partition()) in owned]
             if not batch:
@@ -198,7 +221,7 @@ def run(
                 stats.retries += 1
                 backoff = min(30.0, max(0.5, backoff * 2))
                 log.warning("transient fault, retrying the batch in %.1fs: %s", backoff, exc)
-                _rewind(consumer, batch)
+                rewind(consumer, batch)
                 stop.wait(backoff)
                 continue
             backoff = 0.0
@@ -210,6 +233,21 @@ def run(
         processor.close()
         consumer.close()
     return stats
+
+
+def first_offsets(batch: Sequence[Message]) -> dict[tuple[str, int], int]:
+    """The batch's first offset in each of its partitions."""
+    first: dict[tuple[str, int], int] = {}
+    for m in batch:
+        key, off = (m.topic() or "", m.partition() or 0), m.offset() or 0
+        first[key] = min(first.get(key, off), off)
+    return first
+
+
+def rewind(consumer: Consumer, batch: Sequence[Message]) -> None:
+    """Seek every partition of the batch back to the batch's first offset in it."""
+    for (topic, partition), off in first_offsets(batch).items():
+        consumer.seek(TopicPartition(topic, partition, off))
 
 
 def _usable(m: Message) -> bool:

@@ -2,15 +2,18 @@
 
 The consumer offsets live in the database (``da_offsets``), beside the state they describe, and a
 batch's state changes and its offsets commit in one database transaction. On assignment a
-partition starts from its stored offset, so a crash at any point either loses the whole batch's
-effects (and it is read again) or keeps them and the offsets that pass it. Commit sequence:
+partition starts from its stored offset (from the beginning of the topic when none is stored:
+the database, not the group, says what was applied), so a crash at any point either loses the
+whole batch's effects (and it is read again) or keeps them and the offsets that pass it.
+Commit sequence:
 
 1. decode each message; one that can never decode is a dead letter;
 2. produce the dead letters and wait until the broker has them (they must be durable before the
    offsets that pass them are; a crash right after may write one twice, never lose one);
 3. in one database transaction: compare-and-set the stored offsets of every partition in the
    batch (a zombie that lost a partition finds the offset moved and rolls back), run the DEP's
-   handler, commit;
+   handler (a poison event the decoder could not see, or one the database rejects as data, is
+   isolated by savepoints and dead-lettered), commit;
 4. commit the same offsets to Kafka, asynchronously and only so that lag tools see progress.
 """
 
@@ -21,11 +24,21 @@ from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import psycopg
-from confluent_kafka import OFFSET_INVALID, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from common.deadletter import DeadLetter, DeadLetterLimit, dead_letter
 from common.errors import InvalidEvent, TransientError
-from common.runloop import Consumer, Message, Stopper, is_transient
+from common.runloop import (
+    Consumer,
+    Headers,
+    Message,
+    Producer,
+    Stopper,
+    StopRequested,
+    first_offsets,
+    is_transient,
+    rewind,
+)
 from common.transactional import next_offsets
 
 log = logging.getLogger(__name__)
@@ -71,7 +84,7 @@ class StoreProcessor(Generic[E]):
         self.timeout_s = timeout_s
         self.limit = limit
         self.stop = stop
-        # Next offset per partition as stored in the database; None: no row yet.
+        # Next offset per assigned partition as stored in the database; None: no row yet.
         self._stored: dict[tuple[str, int], int | None] = {}
         self.dead_lettered = 0
 
@@ -88,15 +101,19 @@ class StoreProcessor(Generic[E]):
     # -- rebalance -------------------------------------------------------------------------
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each partition from its stored offset. The database may be down right now; the
-        rebalance then waits here, retrying, because starting anywhere else would be wrong."""
+        rebalance then waits here, retrying, because starting anywhere else would be wrong. (If
+        that outlasts max.poll.interval.ms the group moves on without us; the compare-and-set
+        keeps whatever we do afterwards from applying anything twice.)"""
         delay = 0.5
         while True:
             try:
                 stored = self._load_offsets(partitions)
                 break
             except Exception as exc:
-                if not is_transient(exc) or self.stop.is_set():
+                if not is_transient(exc):
                     raise
+                if self.stop.is_set():
+                    raise StopRequested("stopped while the database was unreachable") from exc
                 self._drop_connection()
                 log.warning("cannot read stored offsets, retrying in %.1fs: %s", delay, exc)
                 self.stop.wait(delay)
@@ -106,9 +123,8 @@ class StoreProcessor(Generic[E]):
             off = stored.get((p.topic, p.partition))
             self._stored[(p.topic, p.partition)] = off
             start.append(
-                TopicPartition(p.topic, p.partition, off if off is not None else OFFSET_INVALID)
+                TopicPartition(p.topic, p.partition, off if off is not None else OFFSET_BEGINNING)
             )
-        # OFFSET_INVALID: no stored offset yet, so use the group's (or auto.offset.reset).
         consumer.incremental_assign(start)
 
     def _load_offsets(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
@@ -119,7 +135,7 @@ class StoreProcessor(Generic[E]):
                 "WHERE consumer_group = %s AND topic = ANY(%s)",
                 (self.group_id, sorted({p.topic for p in partitions})),
             ).fetchall()
-        return {(str(t), int(p)): int(o) for t, p, o in rows}  # type: ignore[call-overload]
+        return {(str(t), int(str(p))): int(str(o)) for t, p, o in rows}
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
@@ -139,14 +155,13 @@ class StoreProcessor(Generic[E]):
             except InvalidEvent as exc:
                 self.limit.record(True)
                 letters.append(dead_letter(self.stage, msg, exc))
-        # Step 2 happens inside _commit, after the handler had its say.
-        offsets = next_offsets(batch)
         try:
-            self._commit(events, kept, letters, offsets)
+            self._commit(events, kept, letters, batch)
         except OffsetConflict as exc:
-            # Someone else committed these partitions: nothing of ours is owed. Resume from what
-            # the database says instead of retrying a batch that is not ours any more.
+            # Someone else committed (some of) these partitions. Go back to the batch's start
+            # everywhere, then forward to what the database says where it has moved on.
             log.warning("%s; resuming from the stored offsets", exc)
+            rewind(consumer, batch)
             self._reload(consumer)
             return
         except Exception as exc:
@@ -154,22 +169,23 @@ class StoreProcessor(Generic[E]):
                 self._drop_connection_if_broken()
             raise
         # Step 4
-        consumer.commit(offsets=offsets, asynchronous=True)
+        consumer.commit(offsets=next_offsets(batch), asynchronous=True)
 
     def _commit(
         self,
         events: list[E],
         kept: list[Message],
         letters: list[DeadLetter],
-        offsets: list[TopicPartition],
+        batch: Sequence[Message],
     ) -> None:
+        offsets = next_offsets(batch)
         conn = self._db()
         with conn.transaction():
             cur = conn.cursor()
-            self._claim(cur, offsets)
+            self._claim(cur, offsets, first_offsets(batch))
             try:
                 with conn.transaction():  # savepoint: a poison event rolls back only itself
-                    self.handler.handle(events, cur)
+                    _as_invalid(self.handler.handle, events, cur)
             except InvalidEvent:
                 letters += self._one_by_one(conn, cur, events, kept)
             self._publish(letters)  # Step 2
@@ -190,18 +206,27 @@ class StoreProcessor(Generic[E]):
         for event, msg in zip(events, kept, strict=True):
             try:
                 with conn.transaction():
-                    self.handler.handle([event], cur)
+                    _as_invalid(self.handler.handle, [event], cur)
             except InvalidEvent as exc:
+                self.limit.record(True)
                 letters.append(dead_letter(self.stage, msg, exc))
         return letters
 
-    def _claim(self, cur: Cursor, offsets: list[TopicPartition]) -> None:
-        """Step 3: move each partition's stored offset, only if it is still where we left it."""
+    def _claim(
+        self, cur: Cursor, offsets: list[TopicPartition], first: dict[tuple[str, int], int]
+    ) -> None:
+        """Step 3: move each partition's stored offset, only if it is still where we left it and
+        the batch starts at or after it (so nothing already applied is applied again)."""
         for tp in sorted(offsets, key=lambda t: (t.topic, t.partition)):
             key = (tp.topic, tp.partition)
             if key not in self._stored:
                 raise OffsetConflict(f"{tp.topic}[{tp.partition}] is no longer assigned")
             expected = self._stored[key]
+            if expected is not None and first[key] < expected:
+                raise OffsetConflict(
+                    f"{tp.topic}[{tp.partition}] batch starts at {first[key]}, "
+                    f"before the stored offset {expected}"
+                )
             if expected is None:
                 cur.execute(
                     "INSERT INTO da_offsets (consumer_group, topic, partition, next_offset) "
@@ -225,20 +250,24 @@ class StoreProcessor(Generic[E]):
         if not letters:
             return
         for dl in letters:
-            hdrs: list[tuple[str, str | bytes | None]] = list(dl.headers)
+            hdrs: Headers = list(dl.headers)
             self.producer.produce(self.dead_letter_topic, dl.value, dl.key, headers=hdrs)
         remaining = self.producer.flush(self.timeout_s)
         if remaining:
             raise TransientError(f"{remaining} dead letters not acknowledged by the broker")
 
     def _reload(self, consumer: Consumer) -> None:
-        """After a conflict, go back to what the database says for the partitions we hold."""
+        """After a conflict, move every partition we hold to what the database says. If the
+        database cannot say, the batch is retried like after any transient fault (the stale
+        expected offsets make it conflict again until the reload works)."""
         held = [TopicPartition(t, p) for (t, p) in self._stored]
         try:
             stored = self._load_offsets(held)
         except Exception as exc:
-            log.warning("could not reload offsets after a conflict: %s", exc)
-            return
+            if is_transient(exc):
+                self._drop_connection_if_broken()
+                raise TransientError(f"cannot reload offsets after a conflict: {exc}") from exc
+            raise
         for tp in held:
             off = stored.get((tp.topic, tp.partition))
             self._stored[(tp.topic, tp.partition)] = off
@@ -252,3 +281,19 @@ class StoreProcessor(Generic[E]):
     def close(self) -> None:
         self._drop_connection()
         self.producer.flush(self.timeout_s)
+
+
+def _as_invalid(
+    handle: Callable[[Sequence[E], Cursor], None], events: Sequence[E], cur: Cursor
+) -> None:
+    """Run a handler; the database rejecting a value as data (a NUL in text, a number out of
+    range) will reject it every time, so it is an invalid event, not a fault to retry."""
+    try:
+        handle(events, cur)
+    except psycopg.DataError as exc:
+        raise InvalidEvent("rejected_by_database", _first_line(exc)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -8,7 +8,12 @@ Commit sequence for one batch (all inside one Kafka transaction):
 3. send the consumed offsets to the transaction (the group coordinator fences a zombie that
    lost its partitions, KIP-447);
 4. commit: outputs, dead letters and offsets become visible to read-committed consumers
-   together. On any failure the transaction is aborted and nothing of the batch is visible.
+   together.
+
+Errors follow librdkafka's transactional contract: a retriable error repeats the same call (its
+outcome is open, so nothing is aborted or rewound); an error that requires an abort aborts the
+transaction and the batch is retried from its first offset; a fatal error (a newer instance
+fenced this one) ends the process.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from common.deadletter import DeadLetterLimit, dead_letter
-from common.errors import InvalidEvent
-from common.runloop import Consumer, Message
+from common.errors import InvalidEvent, TransientError
+from common.runloop import Consumer, Headers, Message, Producer, Stopper
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +63,10 @@ class TransactionalProcessor:
         *,
         timeout_s: float,
         limit: DeadLetterLimit,
+        stop: Stopper,
     ) -> None:
         self.stage = stage
+        self.stop = stop
         self.producer = producer
         self.handler = handler
         self.dead_letter_topic = dead_letter_topic
@@ -81,34 +88,73 @@ class TransactionalProcessor:
         # Step 1
         self.producer.begin_transaction()
         self._in_txn = True
-        produced = dead = 0
         try:
             # Step 2
-            for msg in batch:
-                try:
-                    outputs = self.handler(msg)
-                except InvalidEvent as exc:
-                    self.limit.record(True)
-                    dl = dead_letter(self.stage, msg, exc)
-                    self._produce(self.dead_letter_topic, dl.key, dl.value, dl.headers)
-                    dead += 1
-                    continue
-                self.limit.record(False)
-                for out in outputs:
-                    self._produce(out.topic, out.key, out.value, out.headers)
-                produced += len(outputs)
+            produced, dead = self._produce_batch(batch)
             # Step 3
-            self.producer.send_offsets_to_transaction(
-                next_offsets(batch), consumer.consumer_group_metadata(), self.timeout_s
+            offsets, group = next_offsets(batch), consumer.consumer_group_metadata()
+            self._until_done(
+                lambda: self.producer.send_offsets_to_transaction(offsets, group, self.timeout_s)
             )
             # Step 4
-            self.producer.commit_transaction(self.timeout_s)
+            self._until_done(lambda: self.producer.commit_transaction(self.timeout_s))
             self._in_txn = False
+        except KafkaException as exc:
+            err = exc.args[0]
+            if not isinstance(err, KafkaError) or err.fatal():
+                raise  # e.g. fenced by a newer instance: this one must stop
+            # The transaction cannot complete (a message timed out while the broker was away,
+            # a rebalance fenced our offsets, ...): abort it and let the loop retry the batch.
+            self._abort_leftover()
+            raise TransientError(f"transaction aborted: {err.str()}") from exc
         except BaseException:
             self._abort_leftover(raise_errors=False)
             raise
         self.produced += produced
         self.dead_lettered += dead
+
+    def _produce_batch(self, batch: Sequence[Message]) -> tuple[int, int]:
+        produced = dead = 0
+        for msg in batch:
+            try:
+                outputs = self.handler(msg)
+            except InvalidEvent as exc:
+                self.limit.record(True)
+                dl = dead_letter(self.stage, msg, exc)
+                self._produce(self.dead_letter_topic, dl.key, dl.value, dl.headers)
+                dead += 1
+                continue
+            self.limit.record(False)
+            for out in outputs:
+                self._produce(out.topic, out.key, out.value, out.headers)
+            produced += len(outputs)
+        return produced, dead
+
+    def _until_done(self, call: Callable[[], None], *, give_up_on_stop: bool = False) -> None:
+        """Run a transaction call, repeating it while librdkafka says the error is retriable.
+
+        A retriable error (a timeout, most often) leaves the call's outcome open: a commit may
+        complete in the background. librdkafka wants the same call again, and any other call
+        (abort, say) fails with a conflict, so the batch is neither aborted nor rewound here.
+        """
+        delay = 0.2
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                retriable = (
+                    isinstance(err, KafkaError)
+                    and err.retriable()
+                    and not err.txn_requires_abort()
+                    and not err.fatal()
+                )
+                if not retriable or (give_up_on_stop and self.stop.is_set()):
+                    raise
+                log.warning("transaction call failed, retrying in %.1fs: %s", delay, err.str())
+                self.stop.wait(delay)
+                delay = min(5.0, delay * 2)
 
     def _produce(
         self,
@@ -117,7 +163,7 @@ class TransactionalProcessor:
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> None:
-        hdrs: list[tuple[str, str | bytes | None]] = list(headers or [])
+        hdrs: Headers = list(headers or [])
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=hdrs)
@@ -127,17 +173,19 @@ class TransactionalProcessor:
                 self.producer.poll(0.05)
 
     def _abort_leftover(self, *, raise_errors: bool = True) -> None:
-        """Abort a transaction a failed batch left open; with the broker away this fails too, and
-        the next batch tries again before it begins."""
+        """Abort a transaction a failed batch left open. With the broker away this is retried
+        until it works or a stop is requested; a restarted instance aborts it too, on start."""
         if not self._in_txn:
             return
         try:
-            self.producer.abort_transaction(self.timeout_s)
+            self._until_done(
+                lambda: self.producer.abort_transaction(self.timeout_s), give_up_on_stop=True
+            )
             self._in_txn = False
         except Exception as exc:
             if raise_errors:
                 raise
-            log.warning("could not abort the transaction yet: %s", exc)
+            log.warning("could not abort the transaction: %s", exc)
 
     def close(self) -> None:
         self._abort_leftover(raise_errors=False)

@@ -73,6 +73,13 @@ class FulfillmentState:
             self._recompute(affected, cur)
 
     def _recompute(self, fulfillment_ids: list[str], cur: Cursor) -> None:
+        # One instance owns a fulfillment's partition, but while partitions are being added two
+        # may briefly handle the same fulfillment: serialize them, so each reads the other's
+        # committed events. Sorted, so two such transactions cannot deadlock.
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(f)) FROM unnest(%s::text[]) AS f ORDER BY f",
+            (fulfillment_ids,),
+        )
         cur.execute(
             "SELECT fulfillment_id, event_id, event_type, created_at FROM events "
             "WHERE fulfillment_id = ANY(%s) AND event_type = ANY(%s)",

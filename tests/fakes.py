@@ -92,3 +92,60 @@ def messages(topic: str, values: Sequence[bytes], partition: int = 0) -> list[Fa
     return [
         FakeMessage(v, _topic=topic, _partition=partition, _offset=i) for i, v in enumerate(values)
     ]
+
+
+@dataclass
+class FakeProducer:
+    """Records a transactional producer's calls; ``fail`` maps a method name to the errors its
+    next calls raise, one per call."""
+
+    fail: dict[str, list[KafkaError]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    pending: list[tuple[str, str | bytes | None]] = field(default_factory=list)
+    visible: list[tuple[str, str | bytes | None]] = field(default_factory=list)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        errors = self.fail.get(name)
+        if errors:
+            from confluent_kafka import KafkaException
+
+            raise KafkaException(errors.pop(0))
+
+    def init_transactions(self, timeout: float = -1) -> None:
+        self._call("init_transactions")
+
+    def begin_transaction(self) -> None:
+        self._call("begin_transaction")
+        self.pending = []
+
+    def produce(
+        self,
+        topic: str,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
+        *,
+        headers: Any = None,
+    ) -> None:
+        self._call("produce")
+        self.pending.append((topic, value))
+
+    def send_offsets_to_transaction(
+        self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
+    ) -> None:
+        self._call("send_offsets_to_transaction")
+
+    def commit_transaction(self, timeout: float = -1) -> None:
+        self._call("commit_transaction")
+        self.visible += self.pending
+        self.pending = []
+
+    def abort_transaction(self, timeout: float = -1) -> None:
+        self._call("abort_transaction")
+        self.pending = []
+
+    def poll(self, timeout: float = -1) -> int:
+        return 0
+
+    def flush(self, timeout: float = -1) -> int:
+        return 0

@@ -48,6 +48,8 @@ def _text(row: dict[str, _Scalar], name: str, *, required: bool) -> str | None:
     if isinstance(raw, bool | float):
         raise InvalidEvent("bad_type", f"{name} must be a string or an integer", field=name)
     text = str(raw).strip()
+    if "\x00" in text:
+        raise InvalidEvent("bad_value", f"{name} contains a NUL character", field=name)
     if not text or len(text) > _MAX_ID:
         raise InvalidEvent("bad_value", f"{name} must be 1..{_MAX_ID} characters", field=name)
     return text
@@ -77,6 +79,10 @@ def to_canonical(row: dict[str, _Scalar], received_at: datetime) -> CanonicalEve
         raise InvalidEvent(
             "bad_event_type", f"type={event_type!r} is not Event::<Name>", field="type"
         )
+    for k, v in row.items():
+        if "\x00" in k or (isinstance(v, str) and "\x00" in v):
+            # PostgreSQL text cannot hold NUL; no downstream store could keep this event.
+            raise InvalidEvent("bad_value", f"column {k!r} contains a NUL character", field=k)
     attributes = {
         k: v if isinstance(v, str) else msgspec.json.encode(v).decode()
         for k, v in row.items()

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from confluent_kafka import TopicPartition
 
 from cli.sample import generate
 from common import db
@@ -76,6 +75,26 @@ def _tables(
     return ids, cur, hist  # type: ignore[return-value]
 
 
+def _run_until_done(
+    settings: Settings, rows: list[dict[str, str]], extra: int
+) -> list[tuple[bytes | None, str | None]]:
+    """Run the DEP over the rows and ``extra`` poison messages; check the tables against the
+    independent computation; return the dead letters as (original value, reason)."""
+    run_store(
+        settings,
+        STAGE,
+        registry.get("fulfillment-state").build(settings, CODEC),
+        [Topics(settings.namespace).sink_bucket("demux", "fulfillment")],
+        Stopper(),
+        max_messages=len(rows) + extra,
+        idle_stop_s=20,
+    )
+    want = expected_tables(rows)
+    assert _tables(settings) == (want.event_ids, want.current, want.history)
+    dead = read_topic(settings, Topics(settings.namespace).dead_letter(STAGE), expect=extra)
+    return sorted((m.value(), header(m.headers(), H_REASON)) for m in dead)
+
+
 class KillsItsConnection(FulfillmentState):
     """Has PostgreSQL drop the DEP's connection in the middle of the first few batches."""
 
@@ -117,19 +136,7 @@ def test_poison_messages_are_dead_lettered_and_the_rest_processed(settings: Sett
     rows = [{k: str(v) for k, v in asdict(r).items()} for r in generate(seed=4, count=30)]
     poison = [b"not avro at all", b"\xc3\x01" + b"\x00" * 8 + b"unknown schema"]
     _setup(settings, rows, poison)
-    run_store(
-        settings,
-        STAGE,
-        registry.get("fulfillment-state").build(settings, CODEC),
-        [Topics(settings.namespace).sink_bucket("demux", "fulfillment")],
-        Stopper(),
-        max_messages=len(rows) + 2,
-        idle_stop_s=20,
-    )
-    want = expected_tables(rows)
-    assert _tables(settings) == (want.event_ids, want.current, want.history)
-    dead = read_topic(settings, Topics(settings.namespace).dead_letter(STAGE), expect=2)
-    assert sorted((m.value(), header(m.headers(), H_REASON)) for m in dead) == sorted(
+    assert _run_until_done(settings, rows, extra=2) == sorted(
         [(poison[0], "not_avro"), (poison[1], "unknown_schema")]
     )
 
@@ -138,18 +145,23 @@ def test_a_zombie_batch_is_rolled_back_when_the_stored_offset_moved(settings: Se
     db.migrate(settings, registry.all_migrations())
     handler = registry.get("fulfillment-state").build(settings, CODEC)
     at = datetime(2020, 1, 18, tzinfo=UTC)
-    values = [
-        FulfillmentEvent(
+
+    def de(i: int) -> bytes:
+        return FulfillmentEvent(
             "fulfillment.welcome",
             str(i),
-            "f1",
+            f"f{i}",
             "Event::Welcome",
             at + timedelta(seconds=i),
             Lineage(str(i), ("gep",), 1),
         ).encode(CODEC)
-        for i in range(4)
-    ]
-    log = {("de", 0): [FakeMessage(v, _topic="de", _offset=i) for i, v in enumerate(values)]}
+
+    log = {  # partition 0: events 0-3; partition 1 (no stored offset yet): events 10-11
+        ("de", 0): [FakeMessage(de(i), _topic="de", _offset=i) for i in range(4)],
+        ("de", 1): [
+            FakeMessage(de(10 + i), _topic="de", _partition=1, _offset=i) for i in range(2)
+        ],
+    }
     consumer = FakeConsumer(log)
     proc = StoreProcessor(
         STAGE,
@@ -163,14 +175,34 @@ def test_a_zombie_batch_is_rolled_back_when_the_stored_offset_moved(settings: Se
         stop=Stopper(),
     )
     consumer.subscribe(["de"], on_assign=proc.assigned)
-    first: list[Message] = list(consumer.consume(2))
-    proc.process(consumer, first)  # offsets 0-1 committed; stored next offset = 2
-    # Another instance took the partition over and committed up to offset 3 meanwhile.
+    proc.process(consumer, list(consumer.consume(2)))  # 0-1 committed; stored next offset = 2
+    # Another instance took partition 0 over and committed up to offset 3 meanwhile.
     with db.connect(settings) as conn:
-        conn.execute("UPDATE da_offsets SET next_offset = 3 WHERE consumer_group = 'g'")
-    proc.process(consumer, list(consumer.consume(2)))  # our stale batch: offsets 2-3
+        conn.execute("UPDATE da_offsets SET next_offset = 3 WHERE partition = 0")
+    stale: list[Message] = list(consumer.consume(10))  # 2-3 of partition 0, 10-11 of 1
+    proc.process(consumer, stale)  # conflict: nothing of it may stick, nothing may be skipped
+    with db.connect(settings) as conn:
+        assert sorted(str(r[0]) for r in conn.execute("SELECT event_id FROM events")) == ["0", "1"]
+    proc.process(consumer, list(consumer.consume(10)))  # resumes: 3 of p0, 10-11 of p1
     with db.connect(settings) as conn:
         ids = sorted(str(r[0]) for r in conn.execute("SELECT event_id FROM events"))
-    assert ids == ["0", "1"]  # the zombie's batch left no trace
-    assert consumer.seeks[-1] == TopicPartition("de", 0, 3)  # resumes where the owner left off
+        stored = {r[0]: r[1] for r in conn.execute("SELECT partition, next_offset FROM da_offsets")}
+    assert ids == ["0", "1", "10", "11", "3"]  # 2 was the other instance's to apply
+    assert stored == {0: 4, 1: 2}
     proc.close()
+
+
+def test_an_event_the_database_rejects_is_dead_lettered(settings: Settings) -> None:
+    rows = [{k: str(v) for k, v in asdict(r).items()} for r in generate(seed=6, count=20)]
+    nul = FulfillmentEvent(
+        "fulfillment.welcome",
+        "nul-1",
+        "f-nul",
+        "Event::Welcome",
+        datetime(2020, 1, 18, tzinfo=UTC),
+        Lineage("nul-1", ("gep",), 1),
+        attributes={"note": "a\x00b"},
+    ).encode(CODEC)
+    _setup(settings, rows[:10], [nul])
+    _setup(settings, rows[10:])
+    assert _run_until_done(settings, rows, extra=1) == [(nul, "rejected_by_database")]

@@ -80,6 +80,8 @@ def test_missing_actor_is_none() -> None:
             "created_at",
         ),
         (json.dumps({**ROW, "type": "Welcome!"}).encode(), "bad_event_type", "type"),
+        (json.dumps({**ROW, "id": "1\u0000"}).encode(), "bad_value", "id"),
+        (json.dumps({**ROW, "ip_address": "a\u0000b"}).encode(), "bad_value", "ip_address"),
         (json.dumps({**ROW, "fulfillment_id": 1.5}).encode(), "bad_type", "fulfillment_id"),
         (json.dumps({"session_id": "x", "name": "pageview"}).encode(), "unknown_format", None),
     ],
