@@ -11,9 +11,9 @@ from common.kafka import check_kafka, ensure_topics
 from common.launch import run_store, run_transform
 from common.runloop import Stopper
 from common.settings import Settings, SettingsError
-from common.topics import Source, Topics
+from common.topics import Topics
 from demux.stage import STAGE as DEMUX
-from demux.stage import Demux
+from demux.stage import Demux, sink_buckets
 from dep import registry
 from gep.stage import STAGE as GEP
 from gep.stage import Gep
@@ -36,7 +36,7 @@ def dep_stage(name: str) -> str:
 def all_topics(settings: Settings) -> list[str]:
     topics = Topics(settings.namespace)
     stages = [GEP, DEMUX] + [dep_stage(n) for n in registry.DEPS]
-    buckets: list[tuple[Source, str]] = [("demux", b) for b in Demux.SINK_BUCKETS]
+    buckets = sink_buckets()
     for spec in registry.DEPS.values():
         buckets += list(spec.inputs)
     return topics.all_for(stages, buckets)

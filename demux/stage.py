@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from common.codec import Codec
 from common.errors import InvalidEvent
-from common.events import CanonicalEvent, FulfillmentEvent, Lineage
+from common.events import CanonicalEvent
 from common.runloop import Message
-from common.topics import Topics
+from common.topics import Source, Topics
 from common.transactional import Output
+from demux import fulfillment
 
 STAGE = "demux"
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+RULES = {rule.ENTITY: rule for rule in (fulfillment,)}
 
 
-def fulfillment_action(event_type: str) -> str:
-    """``Event::LaunchStart`` -> ``launch_start``: the action part of the DE name."""
-    name = event_type.rsplit("::", 1)[-1]
-    action = _CAMEL.sub("_", name).lower()
-    if not action.isidentifier():
-        raise InvalidEvent(
-            "bad_event_type", f"cannot name a DE after {event_type!r}", field="event_type"
-        )
-    return action
+def sink_buckets() -> list[tuple[Source, str]]:
+    """Every DE topic the demux writes, for ``da topics ensure``."""
+    return [b for rule in RULES.values() for b in rule.BUCKETS]
 
 
 class Demux:
-    # Buckets this stage writes to, for `da topics ensure`.
-    SINK_BUCKETS = ("fulfillment",)
-
     def __init__(self, topics: Topics, codec: Codec) -> None:
         self.topics = topics
         self.codec = codec
@@ -40,26 +31,19 @@ class Demux:
 
     def __call__(self, msg: Message) -> Sequence[Output]:
         event = CanonicalEvent.decode(self.codec, msg.value())
-        if event.entity_type == "fulfillment":
-            return [self._fulfillment(event)]
-        raise InvalidEvent(
-            "unknown_entity", f"no discrete events for {event.entity_type!r}", field="entity_type"
-        )
-
-    def _fulfillment(self, event: CanonicalEvent) -> Output:
-        de = FulfillmentEvent(
-            name=f"fulfillment.{fulfillment_action(event.event_type)}",
-            event_id=event.event_id,
-            fulfillment_id=event.entity_id,
-            event_type=event.event_type,
-            occurred_at=event.occurred_at,
-            lineage=Lineage(root_event_id=event.event_id, stages=("gep", STAGE), hops=1),
-            actor_id=event.actor_id,
-            attributes=event.attributes,
-        )
-        return Output(
-            self.topics.sink("demux", de.name),
-            de.fulfillment_id.encode(),
-            de.encode(self.codec),
-            [("da-de-name", de.name.encode())],
-        )
+        rule = RULES.get(event.entity_type)
+        if rule is None:
+            raise InvalidEvent(
+                "unknown_entity",
+                f"no discrete events for {event.entity_type!r}",
+                field="entity_type",
+            )
+        return [
+            Output(
+                self.topics.sink("demux", de.name),
+                de.key.encode(),
+                de.value,
+                [("da-de-name", de.name.encode())],
+            )
+            for de in rule.fan_out(event, self.codec, STAGE)
+        ]

@@ -1,9 +1,11 @@
-"""GEP's handler: raw bytes in, one canonical event out (or a dead letter)."""
+"""GEP's handler: raw bytes in, canonical events out (or a dead letter)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+
+import msgspec
 
 from common.codec import Codec
 from common.deadletter import header
@@ -11,10 +13,24 @@ from common.errors import InvalidEvent
 from common.runloop import Message
 from common.topics import Topics
 from common.transactional import Output
-from gep.formats import proctoring
+from gep.formats import BY_NAME, FORMATS, Format
 
 STAGE = "gep"
 FORMAT_HEADER = "da-format"
+
+
+def detect(value: bytes | None) -> Format:
+    """The format of a message that does not name one, by its shape."""
+    if not value:
+        raise InvalidEvent("empty", "the event has no body")
+    try:
+        obj = msgspec.json.decode(value or b"")
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent("bad_json", str(exc)) from None
+    for fmt in FORMATS:
+        if fmt.looks_like(obj):
+            return fmt
+    raise InvalidEvent("unknown_format", "the event matches no known raw format")
 
 
 class Gep:
@@ -26,11 +42,15 @@ class Gep:
         return [self.topics.ingest]
 
     def __call__(self, msg: Message) -> Sequence[Output]:
-        fmt = header(msg.headers(), FORMAT_HEADER)
-        if fmt not in (None, proctoring.FORMAT):
-            raise InvalidEvent("unknown_format", f"no GEP format named {fmt!r}")
-        row = proctoring.decode(msg.value())
-        if fmt is None and not proctoring.looks_like(set(row)):
-            raise InvalidEvent("unknown_format", "the event matches no known raw format")
-        event = proctoring.to_canonical(row, datetime.now(UTC))
-        return [Output(self.topics.canonical, event.entity_id.encode(), event.encode(self.codec))]
+        named = header(msg.headers(), FORMAT_HEADER)
+        if named is None:
+            fmt = detect(msg.value())
+        elif named in BY_NAME:
+            fmt = BY_NAME[named]
+        else:
+            raise InvalidEvent("unknown_format", f"no GEP format named {named!r}")
+        events = fmt.parse(msg.value(), datetime.now(UTC))
+        return [
+            Output(self.topics.canonical, e.entity_id.encode(), e.encode(self.codec))
+            for e in events
+        ]

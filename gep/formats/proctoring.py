@@ -15,15 +15,19 @@ import msgspec
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent
 
-FORMAT = "proctoring.csv"
+NAME = "proctoring.csv"
 _TYPE_RE = re.compile(r"^Event::[A-Za-z][A-Za-z0-9]*$")
 _Scalar = str | int | float | bool | None
 _decoder = msgspec.json.Decoder(dict[str, _Scalar])
 _MAX_ID = 200
 
 
-def looks_like(obj_keys: set[str]) -> bool:
-    return {"fulfillment_id", "type"} <= obj_keys
+def looks_like(obj: object) -> bool:
+    return isinstance(obj, dict) and "fulfillment_id" in obj and "type" in obj
+
+
+def parse(value: bytes | None, received_at: datetime) -> list[CanonicalEvent]:
+    return [to_canonical(decode(value), received_at)]
 
 
 def decode(value: bytes | None) -> dict[str, _Scalar]:
@@ -92,7 +96,7 @@ def to_canonical(row: dict[str, _Scalar], received_at: datetime) -> CanonicalEve
     }
     return CanonicalEvent(
         event_id=event_id,
-        source=FORMAT,
+        source=NAME,
         event_type=event_type,
         entity_type="fulfillment",
         entity_id=fulfillment_id,

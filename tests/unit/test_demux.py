@@ -8,7 +8,8 @@ from common.codec import Codec
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent, FulfillmentEvent
 from common.topics import Topics
-from demux.stage import Demux, fulfillment_action
+from demux.fulfillment import action as fulfillment_action
+from demux.stage import Demux
 from tests.fakes import FakeMessage
 
 CODEC = Codec()

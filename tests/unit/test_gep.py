@@ -66,8 +66,8 @@ def test_missing_actor_is_none() -> None:
     [
         (b"", "empty", None),
         (b"not json", "bad_json", None),
-        (b"[1, 2]", "not_flat_object", None),
-        (b'{"a": {"b": 1}}', "not_flat_object", None),
+        (b"[1, 2]", "unknown_format", None),
+        (b'{"a": {"b": 1}}', "unknown_format", None),
         (json.dumps({**ROW, "id": ""}).encode(), "missing_field", "id"),
         (
             json.dumps({k: v for k, v in ROW.items() if k != "created_at"}).encode(),
@@ -91,6 +91,13 @@ def test_invalid_events_get_a_typed_reason(value: bytes, reason: str, field: str
         GEP(FakeMessage(value))
     assert info.value.reason == reason
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("value", [b"[1, 2]", b'{"fulfillment_id": {"b": 1}}'])
+def test_a_named_format_reports_its_own_reason(value: bytes) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        GEP(FakeMessage(value, _headers=[("da-format", b"proctoring.csv")]))
+    assert info.value.reason == "not_flat_object"
 
 
 def test_unknown_format_header_is_rejected() -> None:
