@@ -33,9 +33,14 @@ def dep_stage(name: str) -> str:
     return f"dep.{name}"
 
 
+def all_stages() -> list[str]:
+    """Every stage name: each has a consumer group and a dead-letter topic."""
+    return [GEP, DEMUX] + [dep_stage(n) for n in registry.DEPS]
+
+
 def all_topics(settings: Settings) -> list[str]:
     topics = Topics(settings.namespace)
-    stages = [GEP, DEMUX] + [dep_stage(n) for n in registry.DEPS]
+    stages = all_stages()
     buckets = sink_buckets()
     for spec in registry.DEPS.values():
         buckets += list(spec.inputs)

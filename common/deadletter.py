@@ -23,6 +23,9 @@ H_TOPIC = "da-source-topic"
 H_PARTITION = "da-source-partition"
 H_OFFSET = "da-source-offset"
 H_FAILED_AT = "da-failed-at"
+METADATA = frozenset(
+    {H_REASON, H_DETAIL, H_FIELD, H_STAGE, H_TOPIC, H_PARTITION, H_OFFSET, H_FAILED_AT}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,7 @@ def dead_letter(stage: str, msg: Message, exc: InvalidEvent) -> DeadLetter:
     if exc.field:
         headers.append((H_FIELD, exc.field.encode()))
     # Keep the original headers after ours, so a replay can restore them.
-    headers += [(k, v) for k, v in (msg.headers() or []) if not k.startswith("da-")]
+    headers += [(k, v) for k, v in (msg.headers() or []) if k not in METADATA]
     return DeadLetter(msg.key(), msg.value(), headers)
 
 

@@ -1,0 +1,224 @@
+"""``da dlq list | show | replay``: look into the dead-letter topics and, after a fix, send their
+events back to where they failed.
+
+A dead letter keeps the original key, value and headers; its ``da-*`` headers say which stage
+rejected it, why, and from which topic, partition and offset it came. Replay produces the
+original message to that source topic again (marked with ``da-replayed-from``), so it flows
+through the fixed stage like any new event; the stages downstream are idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from common import deadletter as dl
+from common.kafka import check_kafka, make_consumer, make_producer
+from common.settings import Settings
+from common.topics import Topics
+
+dlq_app = typer.Typer(help="Dead-letter topics: list, show, replay.", no_args_is_help=True)
+
+
+@dataclass(frozen=True)
+class Letter:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    def get(self, name: str) -> str | None:
+        return dl.header(self.headers, name)
+
+    def failed_at(self) -> datetime | None:
+        raw = self.get(dl.H_FAILED_AT)
+        try:
+            return datetime.fromisoformat(raw) if raw else None
+        except ValueError:
+            return None
+
+
+def stages() -> list[str]:
+    from cli.stages import all_stages
+
+    return all_stages()
+
+
+def read_letters(settings: Settings, stage: str, limit: int | None = None) -> Iterator[Letter]:
+    """Every dead letter of a stage from the beginning to the current end of its topic."""
+    topic = Topics(settings.namespace).dead_letter(stage)
+    consumer = make_consumer(settings, f"da.dlq-reader.{uuid.uuid4().hex}")
+    try:
+        meta = consumer.list_topics(topic, timeout=settings.io_timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return
+        ends: dict[int, int] = {}
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=settings.io_timeout_s
+            )
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        seen = 0
+        deadline = time.monotonic() + settings.io_timeout_s * 4
+        while ends and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.5):
+                if m.error() is not None:
+                    continue
+                yield Letter(
+                    m.partition() or 0,
+                    m.offset() or 0,
+                    _bytes(m.key()),
+                    _bytes(m.value()),
+                    _headers(m.headers()),
+                )
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            # The position, not the last offset seen, tells when a partition is done: a topic
+            # written in transactions ends with a commit marker no consumer ever receives.
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    ends.pop(tp.partition)
+    finally:
+        consumer.close()
+
+
+def _bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    items = raw.items() if isinstance(raw, dict) else (raw or [])
+    return [(str(k), _bytes(v) or b"") for k, v in items]
+
+
+def matches(
+    letter: Letter, reason: str | None, since: datetime | None, until: datetime | None
+) -> bool:
+    if reason is not None and letter.get(dl.H_REASON) != reason:
+        return False
+    at = letter.failed_at()
+    if since is not None and (at is None or at < since):
+        return False
+    return not (until is not None and (at is None or at > until))
+
+
+def _settings() -> Settings:
+    from cli.main import load_settings
+
+    settings = load_settings()
+    check_kafka(settings)
+    return settings
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=name) from None
+    return at if at.tzinfo else at.astimezone()
+
+
+Stage = Annotated[str, typer.Argument(help="gep, demux or dep.<name> (see `da dlq list`).")]
+Reason = Annotated[str | None, typer.Option(help="Only dead letters with this reason.")]
+Since = Annotated[str | None, typer.Option(help="Only those that failed at or after (ISO 8601).")]
+Until = Annotated[str | None, typer.Option(help="Only those that failed at or before.")]
+
+
+@dlq_app.command("list")
+def list_() -> None:
+    """Every stage's dead-letter topic: how many, why, and when."""
+    settings = _settings()
+    for stage in stages():
+        letters = list(read_letters(settings, stage))
+        topic = Topics(settings.namespace).dead_letter(stage)
+        if not letters:
+            typer.echo(f"{stage:<28} 0      {topic}")
+            continue
+        times = [t for t in (x.failed_at() for x in letters) if t is not None]
+        span = f"  {min(times):%Y-%m-%d %H:%M} .. {max(times):%Y-%m-%d %H:%M}" if times else ""
+        typer.echo(f"{stage:<28} {len(letters):<6} {topic}{span}")
+        for reason, n in Counter(x.get(dl.H_REASON) for x in letters).most_common():
+            typer.echo(f"    {n:>6}  {reason}")
+
+
+@dlq_app.command("show")
+def show(
+    stage: Stage,
+    reason: Reason = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
+) -> None:
+    """The dead letters of a stage, with where they came from and why."""
+    settings = _settings()
+    t0, t1 = _time(since, "--since"), _time(until, "--until")
+    shown = 0
+    for x in read_letters(settings, stage):
+        if not matches(x, reason, t0, t1):
+            continue
+        value = (x.value or b"")[:300]
+        field = f" field={x.get(dl.H_FIELD)}" if x.get(dl.H_FIELD) else ""
+        typer.echo(
+            f"[{x.partition}:{x.offset}] {x.get(dl.H_FAILED_AT)} {x.get(dl.H_REASON)}{field}\n"
+            f"  {x.get(dl.H_DETAIL)}\n"
+            f"  from {x.get(dl.H_TOPIC)}[{x.get(dl.H_PARTITION)}]@{x.get(dl.H_OFFSET)}"
+            f"  key={x.key!r}\n  value={value!r}{'…' if len(x.value or b'') > 300 else ''}"
+        )
+        shown += 1
+        if shown >= limit:
+            break
+    typer.echo(f"{shown} shown", err=True)
+
+
+@dlq_app.command("replay")
+def replay(
+    stage: Stage,
+    reason: Reason = None,
+    since: Since = None,
+    until: Until = None,
+    rate: Annotated[float, typer.Option(help="At most this many events/s; 0: no limit.")] = 100.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, send nothing.")] = False,
+) -> None:
+    """Send matching dead letters back to the topic they failed on, after a fix."""
+    settings = _settings()
+    t0, t1 = _time(since, "--since"), _time(until, "--until")
+    producer = None if dry_run else make_producer(settings)
+    sent = skipped = 0
+    started = time.monotonic()
+    for x in read_letters(settings, stage):
+        source = x.get(dl.H_TOPIC)
+        if not matches(x, reason, t0, t1) or not source:
+            skipped += 1
+            continue
+        if producer is not None:
+            if rate > 0:  # pace: the n-th event no earlier than n/rate seconds after the start
+                time.sleep(max(0.0, started + sent / rate - time.monotonic()))
+            headers: list[tuple[str, Any]] = [(k, v) for k, v in x.headers if k not in dl.METADATA]
+            headers.append(("da-replayed-from", f"{stage}:{x.partition}:{x.offset}".encode()))
+            producer.produce(source, x.value, x.key, headers=headers)
+            producer.poll(0)
+        sent += 1
+    if producer is not None and producer.flush(settings.io_timeout_s):
+        typer.echo("da: some replayed events were not acknowledged by the broker", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{'would replay' if dry_run else 'replayed'} {sent}, skipped {skipped}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")
