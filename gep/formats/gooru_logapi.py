@@ -118,12 +118,7 @@ def parse(value: bytes | None, received_at: datetime) -> Sequence[CanonicalEvent
 
 
 def decode(value: bytes | msgspec.Raw, prefix: str = "") -> Event:
-    try:
-        return _one.decode(value)
-    except msgspec.ValidationError as exc:
-        raise r.invalid_shape(exc, prefix) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidEvent("bad_json", str(exc)) from None
+    return r.decode(_one, bytes(value), prefix)
 
 
 def _kind(e: Event, ctx: Context) -> tuple[str, str | None]:

@@ -77,14 +77,7 @@ def looks_like(obj: object) -> bool:
 
 
 def parse(value: bytes | None, received_at: datetime) -> Sequence[CanonicalEvent | Rejected]:
-    if not value:
-        raise InvalidEvent("empty", "the event has no body")
-    try:
-        event = _decoder.decode(value)
-    except msgspec.ValidationError as exc:
-        raise r.invalid_shape(exc) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidEvent("bad_json", str(exc)) from None
+    event = r.decode(_decoder, value)
     return [to_canonical(event, received_at)]
 
 

@@ -7,6 +7,7 @@ Not a format itself: ``gooru_logapi``, ``gooru_logwriter`` and the partner trans
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import msgspec
 
@@ -34,6 +35,21 @@ def invalid_shape(exc: msgspec.ValidationError, prefix: str = "") -> InvalidEven
     what, _, where = text.partition(" - at `")
     path = where.rstrip("`").removeprefix("$").lstrip(".") if where else None
     return InvalidEvent("bad_type", what, field=f"{prefix}{path}" if path else prefix or None)
+
+
+T = TypeVar("T")
+
+
+def decode(decoder: msgspec.json.Decoder[T], value: bytes | None, prefix: str = "") -> T:
+    """Typed decode of one event, every failure an ``InvalidEvent`` naming the field."""
+    if not value:
+        raise InvalidEvent("empty", "the event has no body")
+    try:
+        return decoder.decode(value)
+    except msgspec.ValidationError as exc:
+        raise invalid_shape(exc, prefix) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent("bad_json", str(exc)) from None
 
 
 def required_id(value: str | None, field: str) -> str:
