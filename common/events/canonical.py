@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from common.codec import Codec
+from common.errors import InvalidEvent
 
 CANONICAL = "canonical"
 
@@ -29,6 +30,19 @@ class Lineage:
 
     def chain(self) -> str:
         return " > ".join(self.stages)
+
+    def next_hop(self, stage: str, max_hops: int) -> Lineage:
+        """The lineage of a DE emitted by ``stage`` from this one. Past ``max_hops`` the chain
+        stops: the input is an invalid event (dead-lettered with its chain), so a cycle of DEPs
+        can never spin."""
+        if self.hops + 1 > max_hops:
+            raise InvalidEvent(
+                "hop_limit",
+                f"{stage} would emit hop {self.hops + 1}, over the limit of {max_hops}; "
+                f"chain: {self.chain()} > {stage}",
+                field="lineage.hops",
+            )
+        return Lineage(self.root_event_id, (*self.stages, stage), self.hops + 1)
 
 
 @dataclass(frozen=True, slots=True)
