@@ -43,7 +43,7 @@ def all_topics(settings: Settings) -> list[str]:
     stages = all_stages()
     buckets = sink_buckets()
     for spec in registry.DEPS.values():
-        buckets += list(spec.inputs)
+        buckets += list(spec.inputs) + list(spec.emits)
     return topics.all_for(stages, buckets)
 
 
@@ -115,7 +115,14 @@ def dep_run(name: str = typer.Argument(..., help="The DEP to run (see `da dep li
     stop.install()
     db.migrate(settings, registry.all_migrations())
     handler = spec.build(settings, Codec())
-    run_store(settings, dep_stage(name), handler, spec.topics(Topics(settings.namespace)), stop)
+    run_store(
+        settings,
+        dep_stage(name),
+        handler,
+        spec.topics(Topics(settings.namespace)),
+        stop,
+        outbox_owner=spec.name if spec.outbox else None,
+    )
 
 
 @dep_app.command("list")
@@ -131,6 +138,9 @@ def dep_list() -> None:
         typer.echo(f"  topics: {', '.join(spec.topics(topics))}")
         typer.echo(f"  group:  {settings.group_id(dep_stage(spec.name))}")
         typer.echo(f"  tables: {', '.join(spec.tables)}")
+        if spec.emits:
+            emits = [topics.sink_bucket(src, b) for src, b in spec.emits]
+            typer.echo(f"  emits:  {', '.join(emits)} (through the outbox)")
         typer.echo(f"  dead letters: {topics.dead_letter(dep_stage(spec.name))}")
 
 

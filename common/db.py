@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from common import outbox, parking
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ CREATE TABLE IF NOT EXISTS da_offsets (
     PRIMARY KEY (consumer_group, topic, partition)
 );
 """
+# The generic tables any DEP may use: what it emits, what waits.
+CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL
 
 
 def connect(

@@ -12,6 +12,7 @@ from typing import Any
 from common import db
 from common.deadletter import DeadLetterLimit
 from common.kafka import check_kafka, make_consumer, make_producer
+from common.outbox import OutboxRelay
 from common.runloop import RunStats, Stopper, run
 from common.settings import Settings
 from common.store import StoreHandler, StoreProcessor
@@ -75,22 +76,32 @@ def run_store(
     handler: StoreHandler[Any],
     inputs: list[str],
     stop: Stopper,
+    *,
+    outbox_owner: str | None = None,
     **limits: Any,
 ) -> RunStats:
+    """``outbox_owner``: the handler writes to the outbox under this name; relay it."""
     check_kafka(settings)
     db.check_database(settings)
     topics = Topics(settings.namespace)
     group = settings.group_id(stage)
+    producer = make_producer(settings)
+    relay = (
+        None
+        if outbox_owner is None
+        else OutboxRelay(outbox_owner, producer, timeout_s=settings.io_timeout_s)
+    )
     processor: StoreProcessor[Any] = StoreProcessor(
         stage,
         group,
         handler,
         lambda: db.connect(settings),
-        make_producer(settings),
+        producer,
         topics.dead_letter(stage),
         timeout_s=settings.io_timeout_s,
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
         stop=stop,
+        after_commit=None if relay is None else relay.relay,
     )
     consumer = make_consumer(settings, group)
     log.info("%s: consuming %s", stage, ", ".join(inputs))

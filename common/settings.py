@@ -66,6 +66,12 @@ class Settings:
     dead_letter_max_ratio: float = 0.5
     # The fulfillment life-cycle (states and triggers); empty: the one shipped in dep/.
     fulfillment_lifecycle: str = ""
+    # A DE -> DEP -> DE chain stops here: a DEP that would emit a DE of more hops dead-letters
+    # its input with the chain instead, so a cycle of DEPs can never spin (seed 001's long tail).
+    max_hops: int = 4
+    # How long a parked DE (e.g. usage of content the catalog does not know yet) waits for what
+    # it needs before it is dead-lettered.
+    park_timeout_s: float = 3600.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,13 +115,15 @@ class Settings:
             raise SettingsError(
                 f"DA_DATABASE_SCHEMA={self.database_schema!r} is not a plain SQL identifier"
             )
-        for name in ("partitions", "replication_factor", "batch_size"):
+        for name in ("partitions", "replication_factor", "batch_size", "max_hops"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"DA_{name.upper()} must be at least 1")
         if not 0 < self.dead_letter_max_ratio <= 1:
             raise SettingsError("DA_DEAD_LETTER_MAX_RATIO must be in (0, 1]")
-        if self.poll_timeout_s <= 0 or self.io_timeout_s <= 0:
-            raise SettingsError("DA_POLL_TIMEOUT_S and DA_IO_TIMEOUT_S must be positive")
+        if self.poll_timeout_s <= 0 or self.io_timeout_s <= 0 or self.park_timeout_s <= 0:
+            raise SettingsError(
+                "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S and DA_PARK_TIMEOUT_S must be positive"
+            )
 
     def group_id(self, stage: str) -> str:
         """Consumer group of a stage; every instance of the stage joins it."""

@@ -14,7 +14,10 @@ Commit sequence:
    batch (a zombie that lost a partition finds the offset moved and rolls back), run the DEP's
    handler (a poison event the decoder could not see, or one the database rejects as data, is
    isolated by savepoints and dead-lettered), commit;
-4. commit the same offsets to Kafka, asynchronously and only so that lag tools see progress.
+4. commit the same offsets to Kafka, asynchronously and only so that lag tools see progress;
+5. run the after-commit hook, if any (the outbox relay, ``common.outbox``): what it sends is
+   already durable in the database, so a transient fault there is logged and retried after the
+   next batch, never a reason to retry this one.
 """
 
 from __future__ import annotations
@@ -73,8 +76,10 @@ class StoreProcessor(Generic[E]):
         timeout_s: float,
         limit: DeadLetterLimit,
         stop: Stopper,
+        after_commit: Callable[[psycopg.Connection[tuple[object, ...]]], object] | None = None,
     ) -> None:
         self.stage = stage
+        self.after_commit = after_commit
         self.group_id = group_id
         self.handler = handler
         self._connect = connect
@@ -170,6 +175,15 @@ class StoreProcessor(Generic[E]):
             raise
         # Step 4
         consumer.commit(offsets=next_offsets(batch), asynchronous=True)
+        # Step 5
+        if self.after_commit is not None:
+            try:
+                self.after_commit(self._db())
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._drop_connection_if_broken()
+                log.warning("after the commit: %s; trying again after the next batch", exc)
 
     def _commit(
         self,

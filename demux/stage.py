@@ -10,10 +10,12 @@ from common.events import CanonicalEvent
 from common.runloop import Message
 from common.topics import Source, Topics
 from common.transactional import Output
-from demux import fulfillment
+from demux import fulfillment, system, usage
 
 STAGE = "demux"
-RULES = {rule.ENTITY: rule for rule in (fulfillment,)}
+RULES = {rule.ENTITY: rule for rule in (fulfillment, usage)} | dict.fromkeys(
+    system.ENTITIES, system
+)
 
 
 def sink_buckets() -> list[tuple[Source, str]]:

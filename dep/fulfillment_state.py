@@ -142,6 +142,6 @@ SPEC = DepSpec(
     inputs=(("demux", "fulfillment"),),
     tables=("events", "current_fulfillments", "fulfillments_history"),
     migrations=Path(__file__).parent / "migrations" / "fulfillment_state",
-    input_schema="de/fulfillment",
+    input_schemas=("de/fulfillment",),
     build=build,
 )

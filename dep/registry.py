@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from common.db import Migration
-from dep import fulfillment_state
+from dep import (
+    collection_rollup,
+    competency_stats,
+    content_catalog,
+    fulfillment_state,
+    usage_metrics,
+)
 from dep.spec import DepSpec
 
-DEPS: dict[str, DepSpec] = {spec.name: spec for spec in (fulfillment_state.SPEC,)}
+DEPS: dict[str, DepSpec] = {
+    m.SPEC.name: m.SPEC
+    for m in (
+        fulfillment_state,
+        content_catalog,
+        usage_metrics,
+        collection_rollup,
+        competency_stats,
+    )
+}
 
 
 def get(name: str) -> DepSpec:

@@ -21,8 +21,13 @@ class DepSpec:
     inputs: tuple[tuple[Source, str], ...]  # (source, bucket) of each DE topic it consumes
     tables: tuple[str, ...]
     migrations: Path
-    input_schema: str  # schema name under schemas/ its input DEs use
+    input_schemas: tuple[str, ...]  # schema names under schemas/ its input DEs use
     build: Callable[[Settings, Codec], StoreHandler[Any]]
+    # (source, bucket) of each DE topic it emits to, through the outbox.
+    emits: tuple[tuple[Source, str], ...] = ()
+    # Whether it writes to the outbox (DEs it emits, dead letters of expired parked events):
+    # the store processor then relays after each commit.
+    outbox: bool = False
 
     def topics(self, topics: Topics) -> list[str]:
         return [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]

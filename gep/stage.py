@@ -8,15 +8,18 @@ from datetime import UTC, datetime
 import msgspec
 
 from common.codec import Codec
-from common.deadletter import header
+from common.deadletter import dead_letter, header
 from common.errors import InvalidEvent
 from common.runloop import Message
 from common.topics import Topics
 from common.transactional import Output
 from gep.formats import BY_NAME, FORMATS, Format
+from gep.formats.rejected import Rejected
 
 STAGE = "gep"
 FORMAT_HEADER = "da-format"
+# Which element of a multi-event message a dead letter is about (0-based).
+INDEX_HEADER = "da-index"
 
 
 def detect(value: bytes | None) -> Format:
@@ -49,8 +52,16 @@ class Gep:
             fmt = BY_NAME[named]
         else:
             raise InvalidEvent("unknown_format", f"no GEP format named {named!r}")
-        events = fmt.parse(msg.value(), datetime.now(UTC))
-        return [
-            Output(self.topics.canonical, e.entity_id.encode(), e.encode(self.codec))
-            for e in events
-        ]
+        out = []
+        for e in fmt.parse(msg.value(), datetime.now(UTC)):
+            if isinstance(e, Rejected):
+                # The rest of the message goes on; this element's dead letter keeps the original
+                # message bytes and says which element it was.
+                dl = dead_letter(STAGE, msg, e.error)
+                headers = [(INDEX_HEADER, str(e.index).encode()), *dl.headers]
+                out.append(Output(self.topics.dead_letter(STAGE), dl.key, dl.value or b"", headers))
+            else:
+                out.append(
+                    Output(self.topics.canonical, e.entity_id.encode(), e.encode(self.codec))
+                )
+        return out

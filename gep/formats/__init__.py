@@ -1,25 +1,35 @@
 """One module per raw event format. Each exposes ``NAME`` (also the value of the ``da-format``
 header that names it), ``looks_like(obj)`` (shape detection for messages without the header) and
-``parse(value, received_at)``, which returns the canonical events in the raw message or raises
-``InvalidEvent`` naming the field and what was wrong. Adding a format: one module, one line in
-``FORMATS``."""
+``parse(value, received_at)``, which returns the canonical events in the raw message (and, for a
+message of several events, a ``Rejected`` for each invalid one) or raises ``InvalidEvent`` naming
+the field and what was wrong. Adding a format: one module, one line in ``FORMATS``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from common.events import CanonicalEvent
-from gep.formats import proctoring
+from gep.formats import (
+    gooru_logapi,
+    gooru_logwriter,
+    gooru_system,
+    partner_edmobile,
+    proctoring,
+)
+from gep.formats.rejected import Rejected
 
 
 @dataclass(frozen=True)
 class Format:
     name: str
     looks_like: Callable[[object], bool]
-    parse: Callable[[bytes | None, datetime], list[CanonicalEvent]]
+    parse: Callable[[bytes | None, datetime], Sequence[CanonicalEvent | Rejected]]
 
 
-FORMATS: tuple[Format, ...] = (Format(proctoring.NAME, proctoring.looks_like, proctoring.parse),)
+FORMATS: tuple[Format, ...] = tuple(
+    Format(m.NAME, m.looks_like, m.parse)
+    for m in (proctoring, gooru_logapi, gooru_logwriter, gooru_system, partner_edmobile)
+)
 BY_NAME = {f.name: f for f in FORMATS}

@@ -69,3 +69,78 @@ def test_unknown_entity_is_invalid() -> None:
     with pytest.raises(InvalidEvent) as info:
         Demux(Topics(), CODEC)(FakeMessage(canonical(entity_type="spaceship")))
     assert info.value.reason == "unknown_entity"
+
+
+def test_a_question_stop_becomes_one_de_per_metric_keyed_by_learner_and_content() -> None:
+    from common.events import Impact, Usage, UsageEvent, UsageMetrics
+
+    usage = Usage(
+        "u1",
+        "q1",
+        "question",
+        "stop",
+        collection_id="a1",
+        collection_type="assessment",
+        class_id="k1",
+        session_id="s1",
+        metrics=UsageMetrics(time_spent_ms=7_200_000, time_spent_raw_ms=9_000_000, score=100.0),
+    )
+    event = CanonicalEvent(
+        "e9",
+        "gooru.logapi",
+        "collection.resource.play.stop",
+        "usage",
+        "u1",
+        AT,
+        AT,
+        usage=usage,
+        impacts=(Impact("question", "timespent"), Impact("question", "score")),
+    )
+    out = Demux(Topics(), CODEC)(FakeMessage(event.encode(CODEC)))
+    assert [o.topic for o in out] == [
+        "org.gooru.da.sink.demux.question.timespent",
+        "org.gooru.da.sink.demux.question.score",
+    ]
+    assert {o.key for o in out} == {b"u1|q1"}
+    spent, score = (UsageEvent.decode(CODEC, o.value) for o in out)
+    assert (spent.value, spent.clamped, score.value, score.clamped) == (7_200_000, True, 100, False)
+    assert score.lineage.root_event_id == "e9" and score.lineage.hops == 1
+    assert (score.class_id, score.collection_id, score.session_id) == ("k1", "a1", "s1")
+
+
+def test_a_content_change_becomes_a_system_de_on_the_content_bucket() -> None:
+    from common.events import SystemChange, SystemEvent
+
+    event = CanonicalEvent(
+        "s1",
+        "gooru.system",
+        "content.updated",
+        "content",
+        "a1",
+        AT,
+        AT,
+        system=SystemChange("updated", "assessment", None, ("K1",)),
+    )
+    [out] = Demux(Topics(), CODEC)(FakeMessage(event.encode(CODEC)))
+    assert (out.topic, out.key) == ("org.gooru.da.sink.demux.content", b"a1")
+    de = SystemEvent.decode(CODEC, out.value)
+    assert (de.name, de.competencies, de.content_type) == ("content.updated", ("K1",), "assessment")
+
+
+def test_an_impact_without_a_de_is_invalid() -> None:
+    from common.events import Impact, Usage
+
+    event = CanonicalEvent(
+        "e1",
+        "gooru.logapi",
+        "x",
+        "usage",
+        "u1",
+        AT,
+        AT,
+        usage=Usage("u1", "r1", "resource", "stop"),
+        impacts=(Impact("resource", "timespent"),),  # no time spent in the metrics
+    )
+    with pytest.raises(InvalidEvent) as info:
+        Demux(Topics(), CODEC)(FakeMessage(event.encode(CODEC)))
+    assert info.value.reason == "unknown_impact"

@@ -33,8 +33,11 @@ def test_examples_round_trip(path: Path) -> None:
     name = path.parent.relative_to(SCHEMAS_DIR).as_posix()
     records = [_timestamps(r) for r in json.loads(examples.read_text())]
     assert records
+    latest = CODEC.latest(name).version == int(path.stem[1:])
     for record in records:
-        assert CODEC.decode(name, CODEC.encode(name, record)) == record
+        back = CODEC.decode(name, CODEC.encode(name, record))
+        # An older version's example still reads back unchanged; newer fields take defaults.
+        assert (back if latest else {k: back[k] for k in record}) == record
 
 
 def test_a_record_of_another_schema_is_rejected() -> None:

@@ -1,0 +1,55 @@
+"""System DE ``fulfillment.<action>`` of the proctoring domain (``schemas/de/fulfillment``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from common.codec import Codec
+from common.events.canonical import Lineage
+
+FULFILLMENT_DE = "de/fulfillment"
+
+
+@dataclass(frozen=True, slots=True)
+class FulfillmentEvent:
+    """System DE ``fulfillment.<action>``."""
+
+    name: str
+    event_id: str
+    fulfillment_id: str
+    event_type: str
+    occurred_at: datetime
+    lineage: Lineage
+    actor_id: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def encode(self, codec: Codec) -> bytes:
+        return codec.encode(
+            FULFILLMENT_DE,
+            {
+                "name": self.name,
+                "event_id": self.event_id,
+                "fulfillment_id": self.fulfillment_id,
+                "event_type": self.event_type,
+                "occurred_at": self.occurred_at,
+                "actor_id": self.actor_id,
+                "attributes": dict(self.attributes),
+                "lineage": self.lineage.to_avro(),
+            },
+        )
+
+    @classmethod
+    def decode(cls, codec: Codec, data: bytes | None) -> FulfillmentEvent:
+        r = codec.decode(FULFILLMENT_DE, data)
+        return cls(
+            r["name"],
+            r["event_id"],
+            r["fulfillment_id"],
+            r["event_type"],
+            r["occurred_at"],
+            Lineage.from_avro(r["lineage"]),
+            r["actor_id"],
+            r["attributes"],
+        )

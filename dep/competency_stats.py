@@ -1,0 +1,151 @@
+"""DEP ``competency-stats``: fans assessment and collection scores out to the competencies of
+that content and keeps, per learner x competency, the scored attempts, the latest and the best.
+
+Seed 001's ordering constraint lives here: a score for content this DEP has no metadata for yet
+is *parked* (``common.parking``), released and applied in the transaction that brings the
+content's ``content.created``/``updated`` DE, and dead-lettered through the outbox after
+``DA_PARK_TIMEOUT_S``. An advisory lock per content id serializes the two paths, so a score
+parked by one instance while another stores the metadata is never stranded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from common import parking
+from common.codec import Codec
+from common.events import SystemEvent, UsageEvent
+from common.outbox import Outbox
+from common.runloop import Message
+from common.settings import Settings
+from common.store import Cursor
+from common.topics import Topics
+from dep.spec import DepSpec
+
+NAME = "competency-stats"
+STAGE = f"dep.{NAME}"
+Event = UsageEvent | SystemEvent
+
+_CONTENT = """
+INSERT INTO competency_content AS c (content_id, competencies, changed_at, event_id)
+VALUES (%s, %s, %s, %s) ON CONFLICT (content_id) DO UPDATE SET
+    competencies = EXCLUDED.competencies, changed_at = EXCLUDED.changed_at,
+    event_id = EXCLUDED.event_id
+WHERE (EXCLUDED.changed_at, EXCLUDED.event_id) > (c.changed_at, c.event_id)
+"""
+_SCORE = """
+INSERT INTO competency_scores AS s (user_id, competency, content_id, session_id, score, basis,
+    scored_at, event_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (user_id, competency, content_id, session_id) DO UPDATE SET
+    score = EXCLUDED.score, basis = EXCLUDED.basis, scored_at = EXCLUDED.scored_at,
+    event_id = EXCLUDED.event_id
+WHERE (EXCLUDED.scored_at, EXCLUDED.basis, EXCLUDED.event_id) > (s.scored_at, s.basis, s.event_id)
+"""
+_STATS = """
+INSERT INTO competency_stats (user_id, competency, attempts, latest_score, best_score)
+SELECT user_id, competency, count(*), (array_agg(score ORDER BY scored_at DESC, basis DESC,
+       event_id DESC))[1], max(score)
+FROM competency_scores
+WHERE (user_id, competency) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+GROUP BY user_id, competency
+ON CONFLICT (user_id, competency) DO UPDATE SET attempts = EXCLUDED.attempts,
+    latest_score = EXCLUDED.latest_score, best_score = EXCLUDED.best_score, updated_at = now()
+"""
+
+
+class CompetencyStats:
+    def __init__(self, codec: Codec, topics: Topics, park_timeout_s: float) -> None:
+        self.codec = codec
+        self.system_topic = topics.sink_bucket("demux", "content")
+        self.dead_letter_topic = topics.dead_letter(STAGE)
+        self.park_timeout_s = park_timeout_s
+        self.outbox = Outbox(NAME)
+
+    def decode(self, msg: Message) -> Event:
+        if msg.topic() == self.system_topic:
+            return SystemEvent.decode(self.codec, msg.value())
+        return UsageEvent.decode(self.codec, msg.value())
+
+    def handle(self, events: Sequence[Event], cur: Cursor) -> None:
+        changes = [e for e in events if isinstance(e, SystemEvent) and e.action != "deleted"]
+        scores = [e for e in events if isinstance(e, UsageEvent)]
+        contents = sorted({e.entity_id for e in changes} | {e.content_id for e in scores})
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('content|' || c)) "
+            "FROM unnest(%s::text[]) AS c ORDER BY c",
+            (contents,),
+        )
+        newest: dict[str, SystemEvent] = {}
+        for e in changes:
+            old = newest.get(e.entity_id)
+            if old is None or (e.occurred_at, e.event_id) > (old.occurred_at, old.event_id):
+                newest[e.entity_id] = e
+        cur.executemany(
+            _CONTENT,
+            [(c, list(e.competencies), e.occurred_at, e.event_id) for c, e in newest.items()],
+        )
+        released = parking.release(cur, NAME, sorted(newest))
+        scores += [UsageEvent.decode(self.codec, bytes(p.value)) for p in released]
+        self._apply(scores, cur)
+        self.outbox.add(
+            cur,
+            parking.expire(cur, NAME, STAGE, self.dead_letter_topic, self.park_timeout_s),
+        )
+
+    def _apply(self, scores: list[UsageEvent], cur: Cursor) -> None:
+        distinct = {e.identity: e for e in scores}
+        if not distinct:
+            return
+        cur.execute(
+            "SELECT content_id, competencies FROM competency_content WHERE content_id = ANY(%s)",
+            (sorted({e.content_id for e in distinct.values()}),),
+        )
+        known: dict[str, list[str]] = {str(c): list(k) for c, k in cur.fetchall()}  # type: ignore[call-overload]
+        waiting = [e for e in distinct.values() if e.content_id not in known]
+        for e in waiting:
+            identity = f"{e.identity[0]}|{e.identity[1]}"
+            parking.park(cur, NAME, e.content_id, identity, e.key.encode(), e.encode(self.codec))
+        ready = [i for i, e in distinct.items() if e.content_id in known]
+        cur.execute(
+            "INSERT INTO competency_seen (root_event_id, name) SELECT * FROM unnest(%s::text[], "
+            "%s::text[]) ON CONFLICT DO NOTHING RETURNING root_event_id, name",
+            ([i[0] for i in ready], [i[1] for i in ready]),
+        )
+        best: dict[tuple[str, str, str, str], UsageEvent] = {}
+        for r, n in cur.fetchall():
+            e = distinct[(str(r), str(n))]
+            for competency in known[e.content_id]:
+                k = (e.user_id, competency, e.content_id, e.session_id or e.lineage.root_event_id)
+                old = best.get(k)
+                if old is None or (e.occurred_at, e.basis, e.event_id) > (
+                    old.occurred_at,
+                    old.basis,
+                    old.event_id,
+                ):
+                    best[k] = e
+        if not best:
+            return
+        cur.executemany(
+            _SCORE,
+            [(*k, e.value, e.basis, e.occurred_at, e.event_id) for k, e in sorted(best.items())],
+        )
+        pairs = sorted({(k[0], k[1]) for k in best})
+        cur.execute(_STATS, ([p[0] for p in pairs], [p[1] for p in pairs]))
+
+
+def build(settings: Settings, codec: Codec) -> CompetencyStats:
+    return CompetencyStats(codec, Topics(settings.namespace), settings.park_timeout_s)
+
+
+SPEC = DepSpec(
+    name=NAME,
+    description="Assessment and collection scores fanned out to competencies, per learner",
+    inputs=(("demux", "assessment.score"), ("dep", "collection.score"), ("demux", "content")),
+    tables=("competency_content", "competency_seen", "competency_scores", "competency_stats"),
+    migrations=Path(__file__).parent / "migrations" / "competency_stats",
+    input_schemas=("de/usage", "de/system"),
+    build=build,
+    outbox=True,
+)

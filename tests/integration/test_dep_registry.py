@@ -1,0 +1,49 @@
+"""Every registered DEP holds to the invariants: its input schemas exist, it has a dead-letter
+topic, its tables exist after the migrations, and `da topics ensure` creates every topic it
+reads and emits to."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common import db
+from common.codec import Codec
+from common.kafka import make_admin
+from common.settings import Settings
+from common.topics import Topics
+from dep import registry
+from dep.spec import DepSpec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("spec", list(registry.DEPS.values()), ids=lambda s: s.name)
+def test_dep_invariants(spec: DepSpec, settings: Settings, settings_env: dict[str, str]) -> None:
+    assert spec.input_schemas and set(spec.input_schemas) <= set(Codec().names())
+    assert spec.inputs and spec.tables and spec.migration_files()
+    db.migrate(settings, registry.all_migrations())
+    with db.connect(settings) as conn:
+        existing = {
+            str(r[0])
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (settings.database_schema,)
+            )
+        }
+    assert set(spec.tables) <= existing
+    subprocess.run(
+        [sys.executable, "-m", "cli.main", "topics", "ensure"],
+        env=settings_env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    topics = Topics(settings.namespace)
+    wanted = {topics.dead_letter(f"dep.{spec.name}")} | set(spec.topics(topics))
+    wanted |= {topics.sink_bucket(src, b) for src, b in spec.emits}
+    present = set(make_admin(settings).list_topics(timeout=10).topics)
+    assert wanted <= present
+    assert spec.build(settings, Codec()) is not None
