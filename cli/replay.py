@@ -4,7 +4,8 @@ A DEP's position is its stored offsets (``da_offsets``), so replay is a change o
 made while the DEP is stopped: ``--from TIME`` moves every input partition back to the first
 offset at or after TIME and keeps the tables (the handlers are idempotent, so events already
 applied change nothing and events a bug had dropped are applied now); ``--rebuild`` empties the
-DEP's tables and forgets its offsets, so it rebuilds everything from the beginning of its topics
+DEP's tables, its outbox rows and parked events, and forgets its offsets, so it rebuilds
+everything from the beginning of its topics
 (as far as their retention reaches).
 """
 
@@ -110,6 +111,9 @@ def replay(
         raise typer.Exit(1)
     with db.connect(settings) as conn, conn.transaction():
         if rebuild:
+            # Outbox rows and parked events are state too: a rebuild recreates what is needed.
+            conn.execute("DELETE FROM da_outbox WHERE owner = %s", (name,))
+            conn.execute("DELETE FROM da_parked WHERE owner = %s", (name,))
             conn.execute(
                 sql.SQL("TRUNCATE {}").format(
                     sql.SQL(", ").join(sql.Identifier(t) for t in spec.tables)
