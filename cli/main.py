@@ -34,12 +34,13 @@ def load_settings() -> Settings:
 
 def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
-    from cli import emit, show, stack, stages
+    from cli import collector, emit, show, stack, stages
 
     stack.register(app)
     emit.register(app)
     stages.register(app)
     show.register(app)
+    collector.register(app)
 
 
 _register()

@@ -10,10 +10,10 @@ from common.events import CanonicalEvent
 from common.runloop import Message
 from common.topics import Source, Topics
 from common.transactional import Output
-from demux import fulfillment
+from demux import fulfillment, web
 
 STAGE = "demux"
-RULES = {rule.ENTITY: rule for rule in (fulfillment,)}
+RULES = {rule.ENTITY: rule for rule in (fulfillment, web)}
 
 
 def sink_buckets() -> list[tuple[Source, str]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from common.db import Migration
-from dep import fulfillment_state
+from dep import collector_errors, fulfillment_state, web_events
 from dep.spec import DepSpec
 
-DEPS: dict[str, DepSpec] = {spec.name: spec for spec in (fulfillment_state.SPEC,)}
+DEPS: dict[str, DepSpec] = {
+    spec.name: spec for spec in (fulfillment_state.SPEC, web_events.SPEC, collector_errors.SPEC)
+}
 
 
 def get(name: str) -> DepSpec:

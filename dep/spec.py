@@ -23,9 +23,12 @@ class DepSpec:
     migrations: Path
     input_schema: str  # schema name under schemas/ its input DEs use
     build: Callable[[Settings, Codec], StoreHandler[Any]]
+    # Stages whose dead-letter topics it consumes too (a DEP that keeps the errors table).
+    dead_letters_of: tuple[str, ...] = ()
 
     def topics(self, topics: Topics) -> list[str]:
-        return [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]
+        sinks = [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]
+        return sinks + [topics.dead_letter(stage) for stage in self.dead_letters_of]
 
     def migration_files(self) -> list[Migration]:
         return [

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from common.events import CanonicalEvent
-from gep.formats import proctoring
+from gep.formats import proctoring, web
 
 
 @dataclass(frozen=True)
@@ -21,5 +21,8 @@ class Format:
     parse: Callable[[bytes | None, datetime], list[CanonicalEvent]]
 
 
-FORMATS: tuple[Format, ...] = (Format(proctoring.NAME, proctoring.looks_like, proctoring.parse),)
+FORMATS: tuple[Format, ...] = (
+    Format(proctoring.NAME, proctoring.looks_like, proctoring.parse),
+    Format(web.NAME, web.looks_like, web.parse),
+)
 BY_NAME = {f.name: f for f in FORMATS}
