@@ -48,6 +48,8 @@ demo-stop:
 
 bench: deps
 	$(PY) -m bench.pipeline --record docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "make bench: the collector load run needs wrk (apt-get install wrk)"; exit 2; }
+	$(PY) -m bench.collector --connections 4 --batch 1 10 25 50 --record docs/benchmarks.md
 
 clean:
 	-$(DA) stack down

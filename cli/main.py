@@ -34,7 +34,7 @@ def load_settings() -> Settings:
 
 def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
-    from cli import dlq, emit, learning, replay, show, stack, stages
+    from cli import collector, dlq, emit, learning, replay, show, stack, stages
 
     stack.register(app)
     emit.register(app)
@@ -43,6 +43,7 @@ def _register() -> None:
     dlq.register(app)
     replay.register(app)
     learning.register(app)
+    collector.register(app)
 
 
 _register()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from collector.apps import MIGRATIONS as COLLECTOR_MIGRATIONS
 from common import db
 from common.codec import Codec
 from common.kafka import check_kafka, ensure_topics
@@ -15,6 +16,7 @@ from common.topics import Topics
 from demux.stage import STAGE as DEMUX
 from demux.stage import Demux, sink_buckets
 from dep import registry
+from dep.collector_errors import COLLECTOR
 from gep.stage import STAGE as GEP
 from gep.stage import Gep
 
@@ -35,7 +37,7 @@ def dep_stage(name: str) -> str:
 
 def all_stages() -> list[str]:
     """Every stage name: each has a consumer group and a dead-letter topic."""
-    return [GEP, DEMUX] + [dep_stage(n) for n in registry.DEPS]
+    return [GEP, DEMUX, COLLECTOR] + [dep_stage(n) for n in registry.DEPS]
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -75,9 +77,9 @@ def topics_list() -> None:
 
 @db_app.command("migrate")
 def db_migrate() -> None:
-    """Create the schema and every DEP's tables (idempotent)."""
+    """Create the schema, every DEP's tables and the collector's (idempotent)."""
     settings = _settings()
-    applied = db.migrate(settings, registry.all_migrations())
+    applied = db.migrate(settings, registry.all_migrations() + COLLECTOR_MIGRATIONS)
     typer.echo(f"schema {settings.database_schema}: applied {len(applied)} migration(s)")
     for name in applied:
         typer.echo(f"  {name}")

@@ -56,6 +56,16 @@ def make_producer(settings: Settings, *, transactional_id: str | None = None) ->
     return Producer(producer_config(settings, transactional_id=transactional_id))
 
 
+def make_collector_producer(settings: Settings) -> Producer:
+    """The collector's producer: idempotent, acks=all (a 202 means the in-sync replicas have the
+    event), and a delivery deadline equal to the time a client is kept waiting, so an event the
+    client was told failed (503) is not delivered much later behind its back."""
+    config = producer_config(settings)
+    config["linger.ms"] = 2  # a post waits for its acks: latency matters more than batching
+    config["message.timeout.ms"] = int(settings.collector_ack_timeout_s * 1000)
+    return Producer(config)
+
+
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     config = {
         **_base(settings),

@@ -72,6 +72,25 @@ class Settings:
     # How long a parked DE (e.g. usage of content the catalog does not know yet) waits for what
     # it needs before it is dead-lettered.
     park_timeout_s: float = 3600.0
+    # The HTTP collector (``da collector run``). Loopback unless told otherwise: a container
+    # sets DA_COLLECTOR_HOST=0.0.0.0.
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 8080
+    # A body past this is refused (413) before it is read in full.
+    collector_max_body_bytes: int = 1_000_000
+    collector_max_batch: int = 1000
+    # How long a post waits for the broker's acknowledgement before answering 503.
+    collector_ack_timeout_s: float = 5.0
+    # An event more than this far ahead of the collector's clock is rejected as from the future.
+    collector_max_skew_s: float = 300.0
+    # Events per second per application when its own limit is not set (`da apps add --rate`).
+    collector_rate_limit: float = 1000.0
+    # "reject" or "accept" an event whose (category, name) has no schema file.
+    collector_unknown_types: str = "reject"
+    # Directory of event-type schema files; empty: schemas/web-types/ shipped with the code.
+    collector_event_types: str = ""
+    # How often the collector re-reads the applications table (revocations take this long).
+    collector_apps_refresh_s: float = 5.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +143,24 @@ class Settings:
             raise SettingsError(
                 "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S and DA_PARK_TIMEOUT_S must be positive"
             )
+        self._validate_collector()
+
+    def _validate_collector(self) -> None:
+        if self.collector_unknown_types not in ("reject", "accept"):
+            raise SettingsError("DA_COLLECTOR_UNKNOWN_TYPES must be 'reject' or 'accept'")
+        if not 0 < self.collector_port < 65536:
+            raise SettingsError("DA_COLLECTOR_PORT must be a TCP port (1..65535)")
+        for name in (
+            "max_body_bytes",
+            "max_batch",
+            "ack_timeout_s",
+            "rate_limit",
+            "apps_refresh_s",
+        ):
+            if getattr(self, f"collector_{name}") <= 0:
+                raise SettingsError(f"DA_COLLECTOR_{name.upper()} must be positive")
+        if self.collector_max_skew_s < 0:
+            raise SettingsError("DA_COLLECTOR_MAX_SKEW_S must not be negative")
 
     def group_id(self, stage: str) -> str:
         """Consumer group of a stage; every instance of the stage joins it."""

@@ -10,10 +10,10 @@ from common.events import CanonicalEvent
 from common.runloop import Message
 from common.topics import Source, Topics
 from common.transactional import Output
-from demux import fulfillment, system, usage
+from demux import fulfillment, system, usage, web
 
 STAGE = "demux"
-RULES = {rule.ENTITY: rule for rule in (fulfillment, usage)} | dict.fromkeys(
+RULES = {rule.ENTITY: rule for rule in (fulfillment, usage, web)} | dict.fromkeys(
     system.ENTITIES, system
 )
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from common.db import Migration
 from dep import (
     collection_rollup,
+    collector_errors,
     competency_stats,
     content_catalog,
     fulfillment_state,
     usage_metrics,
+    web_events,
 )
 from dep.spec import DepSpec
 
@@ -20,6 +22,8 @@ DEPS: dict[str, DepSpec] = {
         usage_metrics,
         collection_rollup,
         competency_stats,
+        web_events,
+        collector_errors,
     )
 }
 

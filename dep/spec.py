@@ -28,9 +28,12 @@ class DepSpec:
     # Whether it writes to the outbox (DEs it emits, dead letters of expired parked events):
     # the store processor then relays after each commit.
     outbox: bool = False
+    # Stages whose dead-letter topics it consumes too (a DEP that keeps the errors table).
+    dead_letters_of: tuple[str, ...] = ()
 
     def topics(self, topics: Topics) -> list[str]:
-        return [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]
+        sinks = [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]
+        return sinks + [topics.dead_letter(stage) for stage in self.dead_letters_of]
 
     def migration_files(self) -> list[Migration]:
         return [

@@ -17,6 +17,7 @@ from gep.formats import (
     gooru_system,
     partner_edmobile,
     proctoring,
+    web,
 )
 from gep.formats.rejected import Rejected
 
@@ -30,6 +31,6 @@ class Format:
 
 FORMATS: tuple[Format, ...] = tuple(
     Format(m.NAME, m.looks_like, m.parse)
-    for m in (proctoring, gooru_logapi, gooru_logwriter, gooru_system, partner_edmobile)
+    for m in (proctoring, gooru_logapi, gooru_logwriter, gooru_system, partner_edmobile, web)
 )
 BY_NAME = {f.name: f for f in FORMATS}
