@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DA := $(VENV)/bin/da
 
-.PHONY: help deps lint test unit integration e2e demo demo-stop bench clean
+.PHONY: help deps lint test unit integration e2e demo demo-stop bench chaos clean
 
 help:
 	@echo "make demo   - local stack, topics, tables, GEP+demux+DEP processes, sample replay, live state"
 	@echo "make test   - install what is needed, lint (ruff, mypy --strict) and run the whole suite"
 	@echo "make bench  - throughput of each stage and of the pipeline (docs/benchmarks.md)"
+	@echo "make chaos  - ~100,000 events through kills, scaling, broker and database restarts"
 	@echo "make lint | unit | integration | e2e | clean"
 
 $(VENV)/.installed: pyproject.toml
@@ -45,6 +46,10 @@ demo: deps
 
 demo-stop:
 	bash deploy/demo.sh stop
+
+# Fault injection at scale (~100,000 events); its figures go to docs/reliability.md.
+chaos: deps
+	$(PY) -m tests.chaos.driver --fulfillments 13000 --rate 2000 --fault-every 5 --record docs/reliability.md
 
 bench: deps
 	$(PY) -m bench.pipeline --record docs/benchmarks.md

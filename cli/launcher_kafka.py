@@ -91,6 +91,10 @@ def free_port(preferred: int | None = None) -> int:
     """``preferred`` when it is free (stable addresses across restarts), else any free port."""
     for candidate in ([preferred] if preferred else []) + [0]:
         with socket.socket() as sock:
+            # As the servers bind: with SO_REUSEADDR (Java and PostgreSQL both set it), so the
+            # TIME_WAIT connections a restarted server leaves behind do not make its port look
+            # taken and move it to a new address its clients would never find.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:

@@ -54,29 +54,35 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _one_line(exc: BaseException) -> str | None:
+    """The operator's one line for a known fault; None for a bug (which keeps its traceback)."""
+    if isinstance(exc, SettingsError | ServiceUnavailable):
+        return str(exc)
+    if isinstance(exc, psycopg.OperationalError):
+        return (
+            f"PostgreSQL unreachable ({_first_line(exc)}); start it with `da stack up` "
+            "or set DA_DATABASE_URL"
+        )
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
+        return f"{_first_line(exc)}; create the tables with `da db migrate`"
+    if isinstance(exc, psycopg.Error):
+        return f"PostgreSQL error: {_first_line(exc)}"
+    if isinstance(exc, KafkaException):
+        return f"Kafka error: {exc.args[0].str()}"
+    return None
+
+
 def main() -> None:
-    """Run the CLI; a known fault ends with one actionable line on stderr, never a traceback."""
+    """Run the CLI; a known fault ends with one actionable line on stderr, never a traceback
+    (``DA_LOG_LEVEL=DEBUG`` logs it too, for whoever investigates)."""
     try:
         app()
-    except (SettingsError, ServiceUnavailable) as exc:
-        typer.echo(f"da: {exc}", err=True)
-        sys.exit(2)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(
-            f"da: PostgreSQL unreachable ({first}); start it with `da stack up` "
-            "or set DA_DATABASE_URL",
-            err=True,
-        )
-        sys.exit(2)
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
-        typer.echo(f"da: {_first_line(exc)}; create the tables with `da db migrate`", err=True)
-        sys.exit(2)
-    except psycopg.Error as exc:
-        typer.echo(f"da: PostgreSQL error: {_first_line(exc)}", err=True)
-        sys.exit(2)
-    except KafkaException as exc:
-        typer.echo(f"da: Kafka error: {exc.args[0].str()}", err=True)
+    except Exception as exc:
+        line = _one_line(exc)
+        if line is None:
+            raise
+        logging.getLogger("da").debug("the traceback behind the message below", exc_info=True)
+        typer.echo(f"da: {line}", err=True)
         sys.exit(2)
 
 

@@ -29,10 +29,15 @@ def _log_client_error(err: KafkaError) -> None:
     log.warning("kafka: %s", err)
 
 
+_LIBRDKAFKA = logging.getLogger("librdkafka")
+
+
 def _base(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "error_cb": _log_client_error,
+        # librdkafka's own lines go through logging (one format, one level) instead of raw stderr.
+        "logger": _LIBRDKAFKA,
         "socket.connection.setup.timeout.ms": 10_000,
     }
 

@@ -75,7 +75,9 @@ class TransactionalProcessor:
         self.produced = 0
         self.dead_lettered = 0
         self._in_txn = False
-        producer.init_transactions(timeout_s)
+        # Fences an older instance with the same transactional id and aborts what it left open;
+        # with the broker away at start-up this times out, and librdkafka wants it repeated.
+        self._until_done(lambda: producer.init_transactions(timeout_s), give_up_on_stop=True)
 
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start from the group's committed offsets: they move only with a committed batch."""

@@ -121,9 +121,11 @@ class Stages:
         self.env = env
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started: dict[str, float] = {}
         self.exits: dict[str, int] = {}
 
     def start(self, instance: str) -> None:
+        self.started[instance] = time.monotonic()
         stage = instance.split("-")[0]
         with (self.logs / f"{instance}.log").open("ab") as log:
             self.procs[instance] = subprocess.Popen(
@@ -138,13 +140,20 @@ class Stages:
         self.procs[instance].send_signal(signal.SIGKILL)
         self.procs[instance].wait()
 
+    def _settled(self, instance: str) -> None:
+        # A process signalled before its interpreter has started and installed its handlers
+        # dies of the signal having done nothing; an orchestrator's stop is never that quick.
+        time.sleep(max(0.0, self.started[instance] + 3.0 - time.monotonic()))
+
     def stop(self, instance: str) -> None:
         """SIGTERM: finish the batch, commit, leave the group, exit 0."""
+        self._settled(instance)
         self.procs[instance].send_signal(signal.SIGTERM)
         self.exits[instance] = self.procs.pop(instance).wait(timeout=60)
 
     def stop_all(self) -> dict[str, int]:
         for instance in list(self.procs):
+            self._settled(instance)
             self.procs[instance].send_signal(signal.SIGTERM)
         for instance in list(self.procs):
             self.exits[instance] = self.procs.pop(instance).wait(timeout=60)

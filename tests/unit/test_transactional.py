@@ -70,3 +70,10 @@ def test_a_fenced_instance_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(KafkaException):
         processor(producer, monkeypatch).process(FakeConsumer({}), messages("in", [b"a"]))
     assert producer.visible == []
+
+
+def test_init_is_repeated_while_the_broker_is_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    timeout = KafkaError(KafkaError._TIMED_OUT, "retry call to resume", retriable=True)
+    producer = FakeProducer(fail={"init_transactions": [timeout, timeout]})
+    processor(producer, monkeypatch)
+    assert producer.calls == ["init_transactions"] * 3

@@ -1,0 +1,101 @@
+"""The faults the chaos driver injects, and the supervisor that restarts what dies.
+
+Every kind runs on a seeded schedule: SIGKILL a stage instance and restart it; scale a stage out
+to three instances and, at its next turn, back to one (SIGTERM); restart the Kafka broker;
+restart PostgreSQL. The supervisor plays the orchestrator: an instance that exits without being
+told to (a stage gives up when the broker is away at start-up, say) is started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+from cli import launcher_kafka, launcher_pg
+from tests.e2e.test_fulfillment_pipeline import Stages
+
+log = logging.getLogger("chaos")
+
+KINDS = ("kill", "scale", "broker", "postgres")
+STAGES = ("gep", "demux", "dep")
+
+
+class Chaos:
+    def __init__(self, stages: Stages, stack_dir: Path, seed: int) -> None:
+        self.stages = stages
+        self.stack_dir = stack_dir
+        self.rng = random.Random(seed)
+        self.injected: Counter[str] = Counter()
+        self.crash_restarts = 0
+        self._scaled: set[str] = set()
+        self._held_down: set[str] = set()  # killed on purpose, restarted by the fault itself
+        self._order: list[str] = []
+
+    def start(self) -> None:
+        for stage in STAGES:
+            self.stages.start(f"{stage}-1")
+
+    def next_kind(self) -> str:
+        # Every kind once per round, in a seeded order: a short run still sees each of them.
+        if not self._order:
+            self._order = list(KINDS)
+            self.rng.shuffle(self._order)
+        return self._order.pop()
+
+    def inject(self) -> str:
+        kind = self.next_kind()
+        log.info("fault: %s", kind)
+        if kind == "kill":
+            victim = self.rng.choice(sorted(self.stages.procs))
+            self._held_down.add(victim)
+            self.stages.kill(victim)
+            self._wait(self.rng.uniform(0.5, 2.0))
+            self.stages.start(victim)
+            self._held_down.discard(victim)
+        elif kind == "scale":
+            stage = self.rng.choice(STAGES)
+            extra = [f"{stage}-2", f"{stage}-3"]
+            if stage in self._scaled:
+                for instance in extra:
+                    self.stages.stop(instance)
+                self._scaled.discard(stage)
+            else:
+                for instance in extra:
+                    self.stages.start(instance)
+                self._scaled.add(stage)
+        elif kind == "broker":
+            before = launcher_kafka.status(self.stack_dir)
+            launcher_kafka.stop(self.stack_dir)
+            self._wait(self.rng.uniform(1.0, 3.0))
+            after = launcher_kafka.start(self.stack_dir)
+            if after != before:  # the stages would never find it again
+                raise RuntimeError(f"broker came back at {after}, not {before}")
+        else:
+            launcher_pg.stop(self.stack_dir)
+            self._wait(self.rng.uniform(1.0, 3.0))
+            launcher_pg.start(self.stack_dir)
+        self.injected[kind] += 1
+        return kind
+
+    def supervise(self) -> None:
+        """Start again every instance that exited on its own."""
+        for instance, proc in list(self.stages.procs.items()):
+            if instance not in self._held_down and proc.poll() is not None:
+                log.info("%s exited with %s; restarting it", instance, proc.returncode)
+                self.crash_restarts += 1
+                self.stages.start(instance)
+
+    def scale_back(self) -> None:
+        for stage in sorted(self._scaled):
+            for instance in (f"{stage}-2", f"{stage}-3"):
+                self.stages.stop(instance)
+        self._scaled.clear()
+
+    def _wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.supervise()
+            time.sleep(0.2)
