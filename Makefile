@@ -51,9 +51,9 @@ demo-stop:
 chaos: deps
 	$(PY) -m tests.chaos.driver --fulfillments 13000 --rate 2000 --fault-every 5 --record docs/reliability.md
 
-bench: deps
+bench: $(VENV)/.installed
+	PYTHON=$(PY) sh deploy/install-deps.sh wrk
 	$(PY) -m bench.pipeline --record docs/benchmarks.md
-	@command -v wrk >/dev/null || { echo "make bench: the collector load run needs wrk (apt-get install wrk)"; exit 2; }
 	$(PY) -m bench.collector --connections 4 --batch 1 10 25 50 --record docs/benchmarks.md
 
 clean:

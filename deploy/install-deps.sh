@@ -23,6 +23,10 @@ has_pg_server() {
 }
 
 missing=""
+# Extra tools named on the command line (e.g. `wrk` for `make bench`), installed when missing.
+for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
 has_pg_server || missing="$missing postgresql"
 command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || missing="$missing maven"
