@@ -19,6 +19,8 @@ fenced this one) ends the process.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,9 +66,11 @@ class TransactionalProcessor:
         timeout_s: float,
         limit: DeadLetterLimit,
         stop: Stopper,
+        wedged: Callable[[str], None] | None = None,
     ) -> None:
         self.stage = stage
         self.stop = stop
+        self._wedged = wedged or _exit_wedged
         self.producer = producer
         self.handler = handler
         self.dead_letter_topic = dead_letter_topic
@@ -142,7 +146,7 @@ class TransactionalProcessor:
         delay = 0.2
         while True:
             try:
-                call()
+                self._bounded(call)
                 return
             except KafkaException as exc:
                 err = exc.args[0]
@@ -157,6 +161,29 @@ class TransactionalProcessor:
                 log.warning("transaction call failed, retrying in %.1fs: %s", delay, err.str())
                 self.stop.wait(delay)
                 delay = min(5.0, delay * 2)
+
+    def _bounded(self, call: Callable[[], None]) -> None:
+        """Run one transaction call, but not forever. librdkafka does not always honour these
+        calls' timeouts (its issues 5456 and 5511: after the group coordinator went away,
+        send_offsets_to_transaction can wait for good, deaf to SIGTERM). A call that outlives
+        twice its timeout means a wedged client: the process ends without committing, for the
+        orchestrator to restart, and the new instance's init_transactions aborts what is open."""
+        outcome: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=attempt, name="txn-call", daemon=True)
+        worker.start()
+        worker.join(self.timeout_s * 2 + 5)
+        if not outcome:
+            self._wedged(f"a transaction call ran past {self.timeout_s * 2 + 5:.0f}s")
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def _produce(
         self,
@@ -192,3 +219,11 @@ class TransactionalProcessor:
     def close(self) -> None:
         self._abort_leftover(raise_errors=False)
         self.producer.flush(self.timeout_s)
+
+
+def _exit_wedged(why: str) -> None:
+    # os._exit, not sys.exit: closing the wedged clients would hang as well, and nothing of the
+    # open transaction may be committed on the way out.
+    log.critical("%s: the Kafka client is wedged; exiting for a restart", why)
+    logging.shutdown()
+    os._exit(3)

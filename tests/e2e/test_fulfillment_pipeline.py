@@ -113,6 +113,9 @@ COMMANDS = {
 }
 
 
+STOP_TIMED_OUT = -1000  # the exit "code" of an instance that ignored SIGTERM for 60 s
+
+
 class Stages:
     """The stage processes of one test; an instance is ``<stage>-<n>`` with its own instance id
     (the suffix of its transactional id), as distinct replicas would have."""
@@ -149,15 +152,24 @@ class Stages:
         """SIGTERM: finish the batch, commit, leave the group, exit 0."""
         self._settled(instance)
         self.procs[instance].send_signal(signal.SIGTERM)
-        self.exits[instance] = self.procs.pop(instance).wait(timeout=60)
+        self._reap(instance)
 
     def stop_all(self) -> dict[str, int]:
         for instance in list(self.procs):
             self._settled(instance)
             self.procs[instance].send_signal(signal.SIGTERM)
         for instance in list(self.procs):
-            self.exits[instance] = self.procs.pop(instance).wait(timeout=60)
+            self._reap(instance)
         return self.exits
+
+    def _reap(self, instance: str) -> None:
+        proc = self.procs.pop(instance)
+        try:
+            self.exits[instance] = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # deaf to SIGTERM: a failure, recorded, not left over
+            proc.kill()
+            proc.wait()
+            self.exits[instance] = STOP_TIMED_OUT
 
     def tails(self) -> dict[str, str]:
         return {p.stem: p.read_text()[-1500:] for p in self.logs.glob("*.log")}

@@ -77,3 +77,34 @@ def test_init_is_repeated_while_the_broker_is_away(monkeypatch: pytest.MonkeyPat
     producer = FakeProducer(fail={"init_transactions": [timeout, timeout]})
     processor(producer, monkeypatch)
     assert producer.calls == ["init_transactions"] * 3
+
+
+class Wedged(Exception):
+    pass
+
+
+def test_a_call_that_never_returns_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    never = threading.Event()
+    producer = FakeProducer()
+    monkeypatch.setattr(producer, "send_offsets_to_transaction", lambda *a, **k: never.wait(30))
+
+    def wedged(why: str) -> None:
+        raise Wedged(why)
+
+    monkeypatch.setattr(Stopper, "wait", lambda self, s: False)
+    proc = TransactionalProcessor(
+        "s",
+        producer,
+        handler,
+        "dlq",
+        timeout_s=0.05,
+        limit=DeadLetterLimit(0.9),
+        stop=Stopper(),
+        wedged=wedged,
+    )
+    with pytest.raises(Wedged):
+        proc.process(FakeConsumer({}), messages("in", [b"a"]))
+    assert "commit_transaction" not in producer.calls and producer.visible == []
+    never.set()
