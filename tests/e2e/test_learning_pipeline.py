@@ -80,6 +80,17 @@ BAD: list[tuple[dict[str, Any], str, str | None]] = [  # line, reason, da-index
     ({"format": "partner.unknown", "key": "x", "value": {"id": "bad-5"}}, "unknown_format", None),
     ({"key": "x", "value": {"hello": "bad-6"}}, "unknown_format", None),
 ]
+RETAG: dict[str, Any] = {
+    "format": "gooru.system",
+    "key": "asmt-2-1",
+    "value": {
+        "eventId": "sys-retag",
+        "eventName": "content.updated",
+        "timestamp": 1600300000000,
+        "actorId": "teacher-1",
+        "data": {"id": "asmt-2-1", "contentType": "assessment", "competencies": ["MA.4.NF.3"]},
+    },
+}
 GOOD_AND_BAD = [  # one array: the first element goes on, the second is dead-lettered
     {
         "eventId": "ok-7",
@@ -106,6 +117,7 @@ def scenario(plays: Path, late: Path, seed: int) -> tuple[list[tuple[str, Any]],
     rng = random.Random(seed)
     lines: list[dict[str, Any]] = generate(seed=7)
     held = [r for r in lines if r["format"] == "gooru.system" and r["key"] in LATE]
+    held.append(RETAG)  # the teacher retags an assessment the class took: the stats follow
     lines = [r for r in lines if r not in held]
     for start in range(0, len(lines), 30):  # out of order within sliding windows
         window = lines[start : start + 30]
