@@ -20,7 +20,7 @@ from typing import IO
 from bench import proc
 from bench.ingest import produce
 from bench.report import Figure
-from cli.emit import Message
+from cli.emit_input import Message
 from common import db
 from common.settings import Settings
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench import proc
 from bench.report import Figure
-from cli.emit import BadRow, Message, Row, to_message
+from cli.emit_input import BadRow, Message, Row, to_message
 from cli.sample import COLUMNS, generate
 from common.kafka import make_producer
 from common.settings import Settings

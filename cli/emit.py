@@ -1,131 +1,24 @@
-"""``da emit``: replay a CSV export of proctoring events onto the ingest topic.
-
-Emit carries rows, it does not judge them: every row that can become a message is sent with its
-fields exactly as in the file, and GEP decides what is valid (odd content goes to its dead-letter
-topic). A row is bad here only when it cannot become a message at all: its field count differs
-from the header's, or it is not valid UTF-8. A header without a required column is fatal.
+"""``da emit``: replay a file onto the ingest topic, one message per CSV row or JSON line
+(``cli.emit_input`` reads them; this module paces, sends and counts what the broker acknowledged).
 """
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
 from confluent_kafka import KafkaError, KafkaException, Producer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.emit_input import BadRow, CsvHeaderError, Message, csv_messages, is_jsonl, read_jsonl
 from common.kafka import check_kafka, make_admin, make_producer
 from common.topics import Topics
-
-REQUIRED_COLUMNS = ("id", "type", "fulfillment_id", "created_at", "created_by_id")
-FORMAT_HEADER = ("da-format", b"proctoring.csv")
-
-_json_encode = msgspec.json.Encoder().encode
-
-
-class CsvHeaderError(Exception):
-    """The file cannot be replayed at all; the message says why in one line."""
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One data row: its first physical line in the file and its fields by column name."""
-
-    line: int
-    fields: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class BadRow:
-    """A row that cannot become a message, with the line it starts on."""
-
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    line: int
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, str | bytes | None]]  # as confluent-kafka types them
-    # Only for the `-v` line, so the delivery report need not decode the value again.
-    type: str
-    fulfillment_id: str
-
-
-def read_csv(lines: Iterable[str]) -> tuple[list[str], Iterator[Row | BadRow]]:
-    """Check the header now (raising ``CsvHeaderError``) and return it with a row iterator.
-
-    ``lines`` should come from a file opened with ``newline=""`` so quoted fields may hold line
-    breaks; line numbers are those of the file (the header is line 1).
-    """
-    reader = csv.reader(lines)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise CsvHeaderError("no header row (the file is empty)") from None
-    except csv.Error as exc:
-        raise CsvHeaderError(f"unreadable header: {exc}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise CsvHeaderError(f"header lacks required column(s): {', '.join(missing)}")
-    duplicated = sorted({c for c in header if header.count(c) > 1})
-    if duplicated:
-        raise CsvHeaderError(f"header repeats column(s): {', '.join(duplicated)}")
-    return header, _rows(reader, header)
-
-
-def _rows(reader: Any, header: list[str]) -> Iterator[Row | BadRow]:
-    # csv.reader is typed as a private class; its line_num is the last physical line consumed.
-    width = len(header)
-    previous_end: int = reader.line_num
-    while True:
-        start = previous_end + 1
-        try:
-            values: list[str] = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            previous_end = reader.line_num
-            yield BadRow(start, f"unreadable CSV: {exc}")
-            continue
-        previous_end = reader.line_num
-        if not values:  # a blank line carries no event
-            continue
-        if len(values) != width:
-            yield BadRow(start, f"expected {width} fields, got {len(values)}")
-            continue
-        yield Row(start, dict(zip(header, values, strict=True)))
-
-
-def to_message(row: Row) -> Message | BadRow:
-    """The Kafka message for a row: JSON of its strings, keyed by fulfillment id."""
-    try:
-        value = _json_encode(row.fields)
-        key = row.fields["fulfillment_id"].encode()
-    except UnicodeEncodeError:
-        # The file is read with surrogateescape, so bytes that are not UTF-8 surface here.
-        return BadRow(row.line, "not valid UTF-8")
-    return Message(
-        line=row.line,
-        key=key,
-        value=value,
-        headers=[FORMAT_HEADER],
-        type=row.fields["type"],
-        fulfillment_id=row.fields["fulfillment_id"],
-    )
 
 
 class Pacer:
@@ -167,7 +60,12 @@ def register(app: typer.Typer) -> None:
 def emit(
     file: Annotated[
         Path,
-        typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV export of events."),
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="CSV export of proctoring events, or JSON lines of raw messages (*.jsonl).",
+        ),
     ],
     rate: Annotated[
         float | None,
@@ -184,13 +82,15 @@ def emit(
         ),
     ] = True,
 ) -> None:
-    """Replay a CSV export of proctoring events onto the ingest topic, one message per row."""
+    """Replay a file onto the ingest topic: a CSV export of proctoring events (one message per
+    row), or JSON lines of raw messages with their key and format (`da sample learning`)."""
     from cli.main import load_settings
 
+    jsonl = is_jsonl(file.name)
     # surrogateescape: bytes that are not UTF-8 fail one row (in to_message), not the whole file.
     with file.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         try:
-            _, items = read_csv(f)
+            items = read_jsonl(f) if jsonl else csv_messages(f)
         except CsvHeaderError as exc:
             typer.echo(f"da emit: {file}: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -209,11 +109,12 @@ def emit(
             raise typer.Exit(2)
         sender = _Sender(make_producer(settings), topic, verbose=verbose)
         started = time.monotonic()
-        interrupted = sender.run(items, Pacer(rate), total=_count_lines(file) - 1)
+        interrupted = sender.run(items, Pacer(rate), total=_count_lines(file) - (not jsonl))
     tally = sender.finish(settings.io_timeout_s)
     elapsed = time.monotonic() - started
     typer.echo(
-        f"sent {tally.delivered}, bad rows {tally.bad}, failed deliveries {tally.failed} "
+        f"sent {tally.delivered}, bad {'lines' if jsonl else 'rows'} {tally.bad}, "
+        f"failed deliveries {tally.failed} "
         f"in {elapsed:.1f} s ({tally.delivered / elapsed if elapsed else 0:.0f} events/s)"
         + (" (interrupted)" if interrupted else ""),
         err=True,
@@ -236,7 +137,7 @@ class _Sender:
         self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
         self.tally = Tally()
 
-    def run(self, items: Iterable[Row | BadRow], pacer: Pacer, *, total: int) -> bool:
+    def run(self, items: Iterable[Message | BadRow], pacer: Pacer, *, total: int) -> bool:
         """Send every good row; report bad ones. Returns True when interrupted by Ctrl-C."""
         progress = Progress(
             TextColumn("emit"),
@@ -252,8 +153,7 @@ class _Sender:
         with progress:
             task = progress.add_task("emit", total=max(total, 1), rate="0")
             try:
-                for rows, item in enumerate(items, 1):
-                    message = to_message(item) if isinstance(item, Row) else item
+                for rows, message in enumerate(items, 1):
                     if isinstance(message, BadRow):
                         self.tally.bad += 1
                         self._console.print(str(message))
@@ -306,9 +206,7 @@ class _Sender:
                 return
             self.tally.delivered += 1
             if self._verbose:
-                sys.stdout.write(
-                    f"[x] Sent {message.type} for fulfillment {message.fulfillment_id}\n"
-                )
+                sys.stdout.write(f"[x] Sent {message.label}\n")
 
         return report
 

@@ -247,4 +247,7 @@ def fulfillments(
 
 
 def register(app: typer.Typer) -> None:
+    from cli import sample_learning
+
+    sample_learning.register(sample_app)
     app.add_typer(sample_app, name="sample")

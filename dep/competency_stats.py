@@ -6,6 +6,10 @@ is *parked* (``common.parking``), released and applied in the transaction that b
 content's ``content.created``/``updated`` DE, and dead-lettered through the outbox after
 ``DA_PARK_TIMEOUT_S``. An advisory lock per content id serializes the two paths, so a score
 parked by one instance while another stores the metadata is never stranded.
+
+Every scored session is kept per content (``competency_sessions``) as well as per competency:
+when a content's competencies change, its sessions are fanned out again, so the stats follow the
+content's newest metadata whatever order scores and changes arrive in.
 """
 
 from __future__ import annotations
@@ -43,6 +47,25 @@ ON CONFLICT (user_id, competency, content_id, session_id) DO UPDATE SET
     event_id = EXCLUDED.event_id
 WHERE (EXCLUDED.scored_at, EXCLUDED.basis, EXCLUDED.event_id) > (s.scored_at, s.basis, s.event_id)
 """
+_SESSION = """
+INSERT INTO competency_sessions AS s (user_id, content_id, session_id, score, basis, scored_at,
+    event_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (user_id, content_id, session_id) DO UPDATE SET
+    score = EXCLUDED.score, basis = EXCLUDED.basis, scored_at = EXCLUDED.scored_at,
+    event_id = EXCLUDED.event_id
+WHERE (EXCLUDED.scored_at, EXCLUDED.basis, EXCLUDED.event_id) > (s.scored_at, s.basis, s.event_id)
+"""
+_REFAN = """
+INSERT INTO competency_scores (user_id, competency, content_id, session_id, score, basis,
+    scored_at, event_id)
+SELECT s.user_id, k.competency, s.content_id, s.session_id, s.score, s.basis, s.scored_at,
+    s.event_id
+FROM competency_sessions s JOIN competency_content c USING (content_id),
+    unnest(c.competencies) AS k(competency)
+WHERE s.content_id = ANY(%s)
+RETURNING user_id, competency
+"""
 _STATS = """
 INSERT INTO competency_stats (user_id, competency, attempts, latest_score, best_score)
 SELECT user_id, competency, count(*), (array_agg(score ORDER BY scored_at DESC, basis DESC,
@@ -52,6 +75,12 @@ WHERE (user_id, competency) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
 GROUP BY user_id, competency
 ON CONFLICT (user_id, competency) DO UPDATE SET attempts = EXCLUDED.attempts,
     latest_score = EXCLUDED.latest_score, best_score = EXCLUDED.best_score, updated_at = now()
+"""
+_UNSCORED = """
+DELETE FROM competency_stats t
+WHERE (t.user_id, t.competency) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+  AND NOT EXISTS (SELECT 1 FROM competency_scores s
+                  WHERE (s.user_id, s.competency) = (t.user_id, t.competency))
 """
 
 
@@ -82,10 +111,13 @@ class CompetencyStats:
             old = newest.get(e.entity_id)
             if old is None or (e.occurred_at, e.event_id) > (old.occurred_at, old.event_id):
                 newest[e.entity_id] = e
+        before = _competencies(cur, sorted(newest))
         cur.executemany(
             _CONTENT,
             [(c, list(e.competencies), e.occurred_at, e.event_id) for c, e in newest.items()],
         )
+        after = _competencies(cur, sorted(before))
+        _refan(cur, sorted(c for c in before if before[c] != after[c]))
         released = parking.release(cur, NAME, sorted(newest))
         scores += [UsageEvent.decode(self.codec, bytes(p.value)) for p in released]
         self._apply(scores, cur)
@@ -98,11 +130,7 @@ class CompetencyStats:
         distinct = {e.identity: e for e in scores}
         if not distinct:
             return
-        cur.execute(
-            "SELECT content_id, competencies FROM competency_content WHERE content_id = ANY(%s)",
-            (sorted({e.content_id for e in distinct.values()}),),
-        )
-        known: dict[str, list[str]] = {str(c): list(k) for c, k in cur.fetchall()}  # type: ignore[call-overload]
+        known = _competencies(cur, sorted({e.content_id for e in distinct.values()}))
         waiting = [e for e in distinct.values() if e.content_id not in known]
         for e in waiting:
             identity = f"{e.identity[0]}|{e.identity[1]}"
@@ -113,26 +141,56 @@ class CompetencyStats:
             "%s::text[]) ON CONFLICT DO NOTHING RETURNING root_event_id, name",
             ([i[0] for i in ready], [i[1] for i in ready]),
         )
-        best: dict[tuple[str, str, str, str], UsageEvent] = {}
+        sessions: dict[tuple[str, str, str], UsageEvent] = {}
         for r, n in cur.fetchall():
             e = distinct[(str(r), str(n))]
-            for competency in known[e.content_id]:
-                k = (e.user_id, competency, e.content_id, e.session_id or e.lineage.root_event_id)
-                old = best.get(k)
-                if old is None or (e.occurred_at, e.basis, e.event_id) > (
-                    old.occurred_at,
-                    old.basis,
-                    old.event_id,
-                ):
-                    best[k] = e
-        if not best:
+            k = (e.user_id, e.content_id, e.session_id or e.lineage.root_event_id)
+            old = sessions.get(k)
+            if old is None or (e.occurred_at, e.basis, e.event_id) > (
+                old.occurred_at,
+                old.basis,
+                old.event_id,
+            ):
+                sessions[k] = e
+        if not sessions:
             return
+        rows = [
+            (*k, e.value, e.basis, e.occurred_at, e.event_id) for k, e in sorted(sessions.items())
+        ]
+        cur.executemany(_SESSION, rows)
         cur.executemany(
             _SCORE,
-            [(*k, e.value, e.basis, e.occurred_at, e.event_id) for k, e in sorted(best.items())],
+            [(u, k, c, *rest) for u, c, *rest in rows for k in known[c]],
         )
-        pairs = sorted({(k[0], k[1]) for k in best})
-        cur.execute(_STATS, ([p[0] for p in pairs], [p[1] for p in pairs]))
+        _restat(cur, {(u, k) for u, c, *_ in rows for k in known[c]})
+
+
+def _competencies(cur: Cursor, contents: list[str]) -> dict[str, list[str]]:
+    cur.execute(
+        "SELECT content_id, competencies FROM competency_content WHERE content_id = ANY(%s)",
+        (contents,),
+    )
+    return {str(c): list(k) for c, k in cur.fetchall()}  # type: ignore[call-overload]
+
+
+def _refan(cur: Cursor, contents: list[str]) -> None:
+    """Fan the scored sessions of contents whose competencies changed out again."""
+    if not contents:
+        return
+    cur.execute(
+        "DELETE FROM competency_scores WHERE content_id = ANY(%s) RETURNING user_id, competency",
+        (contents,),
+    )
+    pairs = {(str(u), str(k)) for u, k in cur.fetchall()}
+    cur.execute(_REFAN, (contents,))
+    _restat(cur, pairs | {(str(u), str(k)) for u, k in cur.fetchall()})
+
+
+def _restat(cur: Cursor, pairs: set[tuple[str, str]]) -> None:
+    """Recompute the stats of these learner x competency pairs from their scores."""
+    users, competencies = [p[0] for p in sorted(pairs)], [p[1] for p in sorted(pairs)]
+    cur.execute(_STATS, (users, competencies))
+    cur.execute(_UNSCORED, (users, competencies))
 
 
 def build(settings: Settings, codec: Codec) -> CompetencyStats:
@@ -143,7 +201,13 @@ SPEC = DepSpec(
     name=NAME,
     description="Assessment and collection scores fanned out to competencies, per learner",
     inputs=(("demux", "assessment.score"), ("dep", "collection.score"), ("demux", "content")),
-    tables=("competency_content", "competency_seen", "competency_scores", "competency_stats"),
+    tables=(
+        "competency_content",
+        "competency_seen",
+        "competency_sessions",
+        "competency_scores",
+        "competency_stats",
+    ),
     migrations=Path(__file__).parent / "migrations" / "competency_stats",
     input_schemas=("de/usage", "de/system"),
     build=build,

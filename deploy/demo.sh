@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# `make demo`: the local stack, topics and tables, GEP + demux + the fulfillment DEP as separate
-# processes, the sample replayed onto the ingest topic, and the live state of fulfillments.
+# `make demo`: the local stack, topics and tables, GEP + demux + the fulfillment and learning DEPs
+# as separate processes, the two samples replayed onto the ingest topic (proctoring events, then a
+# class's learning sessions), and the live state of fulfillments and of the class.
 # `deploy/demo.sh stop` stops the stage processes; `da stack down` stops Kafka and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DA=.venv/bin/da
 RUN=.da/demo
 SAMPLE=data/sample/fulfillments.csv
+LEARNING=data/sample/learning.jsonl
+STACK_ENV=${DA_STATE_DIR:-.da}/stack.env
 mkdir -p "$RUN"
 
 stop_stages() {
@@ -31,9 +34,11 @@ $DA topics ensure
 $DA db migrate
 
 stop_stages
-echo "== starting GEP, demux and the fulfillment-state DEP (logs in $RUN/)"
-for stage in "gep run" "demux run" "dep run fulfillment-state"; do
-    name=${stage%% *}
+echo "== starting GEP, demux and the DEPs (logs in $RUN/)"
+for stage in "gep run" "demux run" "dep run fulfillment-state" "dep run content-catalog" \
+    "dep run usage-metrics" "dep run collection-rollup" "dep run competency-stats"; do
+    name=${stage#dep run }
+    name=${name%% *}
     # shellcheck disable=SC2086 # the stage words are separate arguments
     nohup $DA $stage >"$RUN/$name.log" 2>&1 &
     echo $! >"$RUN/$name.pid"
@@ -62,7 +67,26 @@ done
 echo
 echo "== live state of the fulfillments ($stored of $distinct distinct events stored)"
 $DA fulfillments
+
+lines=$(wc -l <"$LEARNING")
 echo
-echo "Tables: current_fulfillments, fulfillments_history, events in schema 'da' of:"
-grep DA_DATABASE_URL .da/stack.env
+echo "== replaying $lines raw learning messages from $LEARNING (log API 3.0, log writer,"
+echo "   core-system content, EdMobile) at 100 messages/s"
+$DA emit "$LEARNING" --rate 100 -v >"$RUN/emit-learning.log"
+tail -n 1 "$RUN/emit-learning.log"
+# The learning DEPs are caught up when nothing is parked and the applied DEs stop growing.
+previous=""
+for _ in $(seq 1 60); do
+    sleep 1
+    now=$($DA learning | head -n 1)
+    [ "$now" = "$previous" ] && [[ "$now" == *"parked: 0" ]] && break
+    previous=$now
+done
+echo
+echo "== live state of the class (da learning)"
+$DA learning
+echo
+echo "Tables: current_fulfillments, fulfillments_history, events, usage_metrics, content_catalog,"
+echo "competency_stats in schema '${DA_DATABASE_SCHEMA:-da}' of:"
+grep DA_DATABASE_URL "$STACK_ENV"
 echo "Stop the stack with: $DA stack down"

@@ -33,7 +33,8 @@ from common.settings import Settings
 from common.topics import Topics
 from dep import registry
 from tests.chaos.faults import Chaos
-from tests.e2e.test_fulfillment_pipeline import Stages, check_tables
+from tests.e2e.pipeline import Stages
+from tests.e2e.test_fulfillment_pipeline import COMMANDS, check_tables
 from tests.kafka_read import read_topic
 from tests.oracle import expected_tables
 
@@ -164,7 +165,7 @@ def run(
     rows = make_input(seed, fulfillments)
     report.raw_events, report.distinct_events = len(rows), len({r["id"] for r in rows})
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
-    stages = Stages(env, workdir / "logs")
+    stages = Stages(env, workdir / "logs", COMMANDS)
     chaos = Chaos(stages, stack_dir, seed)
     chaos.start()
     try:

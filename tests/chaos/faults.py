@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from cli import launcher_kafka, launcher_pg
-from tests.e2e.test_fulfillment_pipeline import Stages
+from tests.e2e.pipeline import Stages
 
 log = logging.getLogger("chaos")
 

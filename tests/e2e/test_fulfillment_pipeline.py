@@ -11,10 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -27,20 +23,16 @@ from common.deadletter import H_REASON, header
 from common.events import FulfillmentEvent
 from common.settings import Settings
 from common.topics import Topics
+from tests.e2e.pipeline import Stages, prepare, replay, wait_until_equal
 from tests.kafka_read import read_topic
 from tests.oracle import Expected, expected_tables
 
-REPO = Path(__file__).resolve().parents[2]
 BAD = {  # id -> (row changes, dead-letter reason GEP must give)
     "9000000001": ({"created_at": "18/01/2020 08:10"}, "bad_timestamp"),
     "9000000002": ({"type": ""}, "missing_field"),
     "9000000003": ({"type": "Welcome!"}, "bad_event_type"),
     "9000000004": ({"fulfillment_id": ""}, "missing_field"),
 }
-
-
-def da(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
 
 
 def write_input(path: Path, seed: int) -> tuple[list[dict[str, str]], int]:
@@ -107,72 +99,10 @@ def check_tables(settings: Settings, want: Expected) -> list[str]:
 
 
 COMMANDS = {
-    "gep": da("gep", "run"),
-    "demux": da("demux", "run"),
-    "dep": da("dep", "run", "fulfillment-state"),
+    "gep": ["gep", "run"],
+    "demux": ["demux", "run"],
+    "dep": ["dep", "run", "fulfillment-state"],
 }
-
-
-STOP_TIMED_OUT = -1000  # the exit "code" of an instance that ignored SIGTERM for 60 s
-
-
-class Stages:
-    """The stage processes of one test; an instance is ``<stage>-<n>`` with its own instance id
-    (the suffix of its transactional id), as distinct replicas would have."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.started: dict[str, float] = {}
-        self.exits: dict[str, int] = {}
-
-    def start(self, instance: str) -> None:
-        self.started[instance] = time.monotonic()
-        stage = instance.split("-")[0]
-        with (self.logs / f"{instance}.log").open("ab") as log:
-            self.procs[instance] = subprocess.Popen(
-                COMMANDS[stage],
-                env={**self.env, "DA_INSTANCE_ID": instance},
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self, instance: str) -> None:
-        self.procs[instance].send_signal(signal.SIGKILL)
-        self.procs[instance].wait()
-
-    def _settled(self, instance: str) -> None:
-        # A process signalled before its interpreter has started and installed its handlers
-        # dies of the signal having done nothing; an orchestrator's stop is never that quick.
-        time.sleep(max(0.0, self.started[instance] + 3.0 - time.monotonic()))
-
-    def stop(self, instance: str) -> None:
-        """SIGTERM: finish the batch, commit, leave the group, exit 0."""
-        self._settled(instance)
-        self.procs[instance].send_signal(signal.SIGTERM)
-        self._reap(instance)
-
-    def stop_all(self) -> dict[str, int]:
-        for instance in list(self.procs):
-            self._settled(instance)
-            self.procs[instance].send_signal(signal.SIGTERM)
-        for instance in list(self.procs):
-            self._reap(instance)
-        return self.exits
-
-    def _reap(self, instance: str) -> None:
-        proc = self.procs.pop(instance)
-        try:
-            self.exits[instance] = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # deaf to SIGTERM: a failure, recorded, not left over
-            proc.kill()
-            proc.wait()
-            self.exits[instance] = STOP_TIMED_OUT
-
-    def tails(self) -> dict[str, str]:
-        return {p.stem: p.read_text()[-1500:] for p in self.logs.glob("*.log")}
 
 
 def replay_and_check(
@@ -185,40 +115,22 @@ def replay_and_check(
     """Start ``initial`` instances, replay the input while ``script`` runs (one action every
     1.5 s: "kill", "restart", "start" or "stop" an instance), then check every output."""
     env = {**settings_env, "DA_LOG_LEVEL": "INFO"}
-    subprocess.run(da("topics", "ensure"), env=env, cwd=REPO, check=True, capture_output=True)
-    subprocess.run(da("db", "migrate"), env=env, cwd=REPO, check=True, capture_output=True)
+    prepare(env)
     csv_path = tmp_path / "events.csv"
     valid, ragged_line = write_input(csv_path, seed=11)
     want = expected_tables(valid)
     assert len(want.history) > 100 and len(want.current) > 100  # the data exercises the rules
 
-    stages = Stages(env, tmp_path)
+    stages = Stages(env, tmp_path, COMMANDS)
     for instance in initial:
         stages.start(instance)
     try:
-        emit = subprocess.Popen(
-            da("emit", str(csv_path), "--rate", "400"),
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for action, instance in script:
-            time.sleep(1.5)
-            if action == "kill":
-                stages.kill(instance)
-            elif action == "stop":
-                stages.stop(instance)
-            else:  # "start" a new instance or "restart" a killed one
-                stages.start(instance)
-        _, err = emit.communicate(timeout=120)
-        assert emit.returncode == 1, err  # the ragged row was not sent
-        assert f"line {ragged_line}:".encode() in err
-        assert f"sent {len(valid) + len(BAD)},".encode() in err
+        status, err = replay(stages, csv_path, 400, script)
+        assert status == 1, err  # the ragged row was not sent
+        assert f"line {ragged_line}:" in err
+        assert f"sent {len(valid) + len(BAD)}," in err
 
-        deadline = time.monotonic() + 120
-        while (problems := check_tables(settings, want)) and time.monotonic() < deadline:
-            time.sleep(2)
+        problems = wait_until_equal(lambda: check_tables(settings, want))
         assert problems == [], stages.tails()
 
         topics = Topics(settings.namespace)

@@ -261,3 +261,21 @@ def test_run_store_relays_the_rollups_outbox_after_each_commit(migrated: Setting
     got = sorted(UsageEvent.decode(CODEC, m.value()).basis for m in out)
     assert got == [1, 2, 3, 4, 5, 6]
     assert rows(migrated, "SELECT count(*) FROM da_outbox") == [(0,)]
+
+
+@pytest.mark.parametrize("update_first", [False, True])
+def test_scores_follow_the_contents_newest_competencies_whatever_the_order(
+    migrated: Settings, update_first: bool
+) -> None:
+    created = content("e1", "a1", 0, content_type="assessment", competencies=("K1",))
+    updated = content("e2", "a1", 5, "updated", content_type="assessment", competencies=("K2",))
+    first = usage("usage.assessment.score", "s1", 40.0, at=1, content_id="a1", session_id="x")
+    second = usage("usage.assessment.score", "s2", 90.0, at=9, content_id="a1", session_id="y")
+    batches: list[list[Any]] = [[created], [first], [updated], [second]]
+    if update_first:
+        batches = [[updated], [created], [first], [second]]
+    apply(migrated, "competency-stats", batches)
+    assert rows(
+        migrated,
+        "SELECT user_id, competency, attempts, latest_score, best_score FROM competency_stats",
+    ) == [("u1", "K2", 2, 90.0, 90.0)]

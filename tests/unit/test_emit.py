@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from cli.emit import (
+from cli.emit import Pacer
+from cli.emit_input import (
     FORMAT_HEADER,
     BadRow,
     CsvHeaderError,
     Message,
-    Pacer,
     Row,
     read_csv,
     to_message,
@@ -114,11 +114,7 @@ def test_message_is_the_row_as_json_keyed_by_fulfillment() -> None:
     assert message.key == b"15905113"
     assert message.headers == [FORMAT_HEADER] == [("da-format", b"proctoring.csv")]
     assert list(json.loads(message.value).items()) == list(fields.items())
-    assert (message.line, message.type, message.fulfillment_id) == (
-        12,
-        "Event::LaunchStart",
-        "15905113",
-    )
+    assert (message.line, message.label) == (12, "Event::LaunchStart for fulfillment 15905113")
 
 
 @pytest.mark.parametrize(

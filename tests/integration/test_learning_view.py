@@ -1,0 +1,36 @@
+"""``da learning``: the class's state as the learning DEPs left it, per student and competency."""
+
+from __future__ import annotations
+
+from cli.learning import render
+from common import db
+from common.settings import Settings
+from dep import registry
+
+
+def test_time_counts_the_top_level_only_and_scores_are_averaged(settings: Settings) -> None:
+    db.migrate(settings, registry.all_migrations())
+    with db.connect(settings) as conn:
+        conn.execute(
+            "INSERT INTO content_catalog (content_id, content_type, changed_at, event_id) VALUES "
+            "('c1', 'collection', now(), 'e1'), ('a1', 'assessment', now(), 'e2'), "
+            "('r1', 'resource', now(), 'e3')"
+        )
+        conn.execute(
+            "INSERT INTO usage_metrics (user_id, content_id, class_id, course_id, unit_id, "
+            "lesson_id, time_spent_ms, views, latest_score) VALUES "
+            "('u1', 'c1', 'k', '', '', '', 600000, 1, 50), "
+            "('u1', 'r1', 'k', '', '', '', 600000, 0, NULL), "  # inside c1's time already
+            "('u1', 'a1', 'k', '', '', '', 4200000, 1, 80), "
+            "('u2', 'a1', 'k', '', '', '', 60000, 1, 40)"
+        )
+        conn.execute(
+            "INSERT INTO competency_stats (user_id, competency, attempts, latest_score, "
+            "best_score) VALUES ('u1', 'K1', 2, 50, 90), ('u2', 'K1', 1, 70, 70)"
+        )
+        conn.commit()
+    lines = render(settings, limit=10).splitlines()
+    assert lines[0] == "usage DEs applied: 0   parked: 0"
+    assert lines[3].split() == ["u1", "1h20m", "2", "1", "80%", "50%"]
+    assert lines[4].split() == ["u2", "0h01m", "1", "1", "40%", "-"]
+    assert lines[-1].split() == ["K1", "2", "3", "60%", "80%"]
