@@ -31,6 +31,7 @@ from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
 
 log = logging.getLogger(__name__)
+EXIT_WEDGED = 3  # the process status when a Kafka client hung; the orchestrator restarts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,4 +227,4 @@ def _exit_wedged(why: str) -> None:
     # open transaction may be committed on the way out.
     log.critical("%s: the Kafka client is wedged; exiting for a restart", why)
     logging.shutdown()
-    os._exit(3)
+    os._exit(EXIT_WEDGED)

@@ -29,7 +29,7 @@ class Chaos:
         self.stack_dir = stack_dir
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
-        self.crash_restarts = 0
+        self.unplanned_exits: Counter[int] = Counter()  # exit status -> how often
         self._scaled: set[str] = set()
         self._held_down: set[str] = set()  # killed on purpose, restarted by the fault itself
         self._order: list[str] = []
@@ -85,10 +85,13 @@ class Chaos:
         for instance, proc in list(self.stages.procs.items()):
             if instance not in self._held_down and proc.poll() is not None:
                 log.info("%s exited with %s; restarting it", instance, proc.returncode)
-                self.crash_restarts += 1
+                self.unplanned_exits[proc.returncode] += 1
                 self.stages.start(instance)
 
     def scale_back(self) -> None:
+        # An instance that exited on its own just now is an unplanned exit, like any other: the
+        # supervisor restarts it first, so the stop below judges only how it handles SIGTERM.
+        self.supervise()
         for stage in sorted(self._scaled):
             for instance in (f"{stage}-2", f"{stage}-3"):
                 self.stages.stop(instance)
