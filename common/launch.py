@@ -13,7 +13,7 @@ from common import db
 from common.deadletter import DeadLetterLimit
 from common.kafka import check_kafka, make_consumer, make_producer
 from common.outbox import OutboxRelay
-from common.runloop import RunStats, Stopper, run
+from common.runloop import Processor, RunStats, Stopper, run
 from common.settings import Settings
 from common.store import StoreHandler, StoreProcessor
 from common.topics import Topics
@@ -49,17 +49,7 @@ def run_transform(
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
         stop=stop,
     )
-    consumer = make_consumer(settings, settings.group_id(stage))
-    log.info("%s: consuming %s", stage, ", ".join(inputs))
-    stats = run(
-        consumer,
-        processor,
-        inputs,
-        batch_size=settings.batch_size,
-        poll_timeout_s=settings.poll_timeout_s,
-        stop=stop,
-        **limits,
-    )
+    stats = _consume(settings, stage, settings.group_id(stage), processor, inputs, stop, limits)
     log.info(
         "%s: stopped after %d events (%d produced, %d dead-lettered)",
         stage,
@@ -103,17 +93,7 @@ def run_store(
         stop=stop,
         after_commit=None if relay is None else relay.relay,
     )
-    consumer = make_consumer(settings, group)
-    log.info("%s: consuming %s", stage, ", ".join(inputs))
-    stats = run(
-        consumer,
-        processor,
-        inputs,
-        batch_size=settings.batch_size,
-        poll_timeout_s=settings.poll_timeout_s,
-        stop=stop,
-        **limits,
-    )
+    stats = _consume(settings, stage, group, processor, inputs, stop, limits)
     log.info(
         "%s: stopped after %d events (%d dead-lettered)",
         stage,
@@ -121,3 +101,25 @@ def run_store(
         processor.dead_lettered,
     )
     return stats
+
+
+def _consume(
+    settings: Settings,
+    stage: str,
+    group: str,
+    processor: Processor,
+    inputs: list[str],
+    stop: Stopper,
+    limits: dict[str, Any],
+) -> RunStats:
+    """The stage's consumer, handed with its processor to the one run loop."""
+    log.info("%s: consuming %s", stage, ", ".join(inputs))
+    return run(
+        make_consumer(settings, group),
+        processor,
+        inputs,
+        batch_size=settings.batch_size,
+        poll_timeout_s=settings.poll_timeout_s,
+        stop=stop,
+        **limits,
+    )
