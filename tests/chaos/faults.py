@@ -20,7 +20,6 @@ from tests.e2e.pipeline import Stages
 log = logging.getLogger("chaos")
 
 KINDS = ("kill", "scale", "broker", "postgres")
-STAGES = ("gep", "demux", "dep")
 
 
 class Chaos:
@@ -35,7 +34,7 @@ class Chaos:
         self._order: list[str] = []
 
     def start(self) -> None:
-        for stage in STAGES:
+        for stage in self.stages.commands:
             self.stages.start(f"{stage}-1")
 
     def next_kind(self) -> str:
@@ -56,7 +55,7 @@ class Chaos:
             self.stages.start(victim)
             self._held_down.discard(victim)
         elif kind == "scale":
-            stage = self.rng.choice(STAGES)
+            stage = self.rng.choice(sorted(self.stages.commands))
             extra = [f"{stage}-2", f"{stage}-3"]
             if stage in self._scaled:
                 for instance in extra:
