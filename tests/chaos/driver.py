@@ -135,9 +135,14 @@ def run(
     poisoned: Counter[str] = Counter()
     watching = threading.Event()
     try:
-        threading.Thread(target=_watch_parked, args=(settings, report, watching)).start()
+        threading.Thread(
+            target=_watch_parked, args=(settings, report, watching), daemon=True
+        ).start()
         emitter = threading.Thread(
-            target=emit, args=(settings, stream, rate, poison_every, report, poisoned)
+            # a daemon: a run that fails half way ends, not waits for the producer's flush
+            target=emit,
+            args=(settings, stream, rate, poison_every, report, poisoned),
+            daemon=True,
         )
         emitter.start()
         next_fault = time.monotonic() + fault_every_s
