@@ -25,7 +25,8 @@ KINDS = ("kill", "scale", "broker", "postgres")
 class Chaos:
     def __init__(self, stages: Stages, stack_dir: Path, seed: int) -> None:
         self.stages = stages
-        self.stack_dir = stack_dir
+        # As start_stack has it: the launchers write these paths into the servers' configs.
+        self.stack_dir = stack_dir.resolve()
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self.crash_restarts = 0
