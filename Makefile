@@ -49,7 +49,7 @@ demo-stop:
 
 # Fault injection at scale (~100,000 events); its figures go to docs/reliability.md.
 chaos: deps
-	$(PY) -m tests.chaos.driver --fulfillments 13000 --rate 2000 --fault-every 5 --record docs/reliability.md
+	$(PY) -m tests.chaos.driver --fulfillments 9000 --students 400 --units 4 --lessons 4 --rate 2000 --fault-every 5 --record docs/reliability.md
 
 bench: $(VENV)/.installed
 	PYTHON=$(PY) sh deploy/install-deps.sh wrk

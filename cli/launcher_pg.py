@@ -110,6 +110,8 @@ def _run(cmd: list[str], what: str, log: Path | None = None) -> None:
 
 
 def _runtime_conf(port: int, run: Path) -> str:
+    # Absolute: the postmaster resolves a relative directory against its data directory.
+    run = run.resolve()
     socket_dir = str(run) if len(f"{run}/.s.PGSQL.{port}") <= _SUN_PATH_MAX else ""
     return f"port = {port}\nunix_socket_directories = '{socket_dir}'\n"
 

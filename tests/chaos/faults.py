@@ -20,13 +20,13 @@ from tests.e2e.pipeline import Stages
 log = logging.getLogger("chaos")
 
 KINDS = ("kill", "scale", "broker", "postgres")
-STAGES = ("gep", "demux", "dep")
 
 
 class Chaos:
     def __init__(self, stages: Stages, stack_dir: Path, seed: int) -> None:
         self.stages = stages
-        self.stack_dir = stack_dir
+        # As start_stack has it: the launchers write these paths into the servers' configs.
+        self.stack_dir = stack_dir.resolve()
         self.rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self.unplanned_exits: Counter[int] = Counter()  # exit status -> how often
@@ -35,7 +35,7 @@ class Chaos:
         self._order: list[str] = []
 
     def start(self) -> None:
-        for stage in STAGES:
+        for stage in self.stages.commands:
             self.stages.start(f"{stage}-1")
 
     def next_kind(self) -> str:
@@ -56,7 +56,7 @@ class Chaos:
             self.stages.start(victim)
             self._held_down.discard(victim)
         elif kind == "scale":
-            stage = self.rng.choice(STAGES)
+            stage = self.rng.choice(sorted(self.stages.commands))
             extra = [f"{stage}-2", f"{stage}-3"]
             if stage in self._scaled:
                 for instance in extra:
@@ -89,9 +89,6 @@ class Chaos:
                 self.stages.start(instance)
 
     def scale_back(self) -> None:
-        # An instance that exited on its own just now is an unplanned exit, like any other: the
-        # supervisor restarts it first, so the stop below judges only how it handles SIGTERM.
-        self.supervise()
         for stage in sorted(self._scaled):
             for instance in (f"{stage}-2", f"{stage}-3"):
                 self.stages.stop(instance)

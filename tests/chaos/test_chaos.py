@@ -6,17 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.chaos.driver import render, run
+from tests.chaos.driver import run
 from tests.chaos.faults import KINDS
+from tests.chaos.mixed import COMMANDS, DOMAINS, Mix
+from tests.chaos.report import render
 
 
 def test_small_seeded_chaos_run(tmp_path: Path) -> None:
+    mix = Mix(fulfillments=700, students=80, units=2, lessons=2)
     report = run(
-        tmp_path, seed=7, fulfillments=700, rate=300, fault_every_s=2.5, min_faults=len(KINDS)
+        tmp_path, 7, mix, rate=300, fault_every_s=2.5, min_faults=len(KINDS), poison_every=400
     )
     print(render(report))
     assert set(report.faults) == set(KINDS), report.faults
-    assert sum(report.poison.values()) >= 3
-    assert report.lost == 0 and report.duplicates == 0, render(report)
+    assert report.raw_events["learning"] > 0.2 * sum(report.raw_events.values())
+    assert set(report.poison) == {"gep", "demux"} | {
+        f"dep.{s}" for s in COMMANDS if s not in ("gep", "demux")
+    }
+    assert report.most_parked > 0, "no score waited for its content's metadata"
+    for domain in DOMAINS:
+        assert report.lost[domain] == report.duplicates[domain] == 0, render(report)
     assert report.dead_lettered == report.poison, render(report)
-    assert report.table_problems == [], render(report)
+    assert report.table_problems == [] and report.topic_problems == [], render(report)

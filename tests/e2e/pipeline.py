@@ -38,12 +38,17 @@ class Stages:
         self.commands = commands
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started: dict[str, float] = {}
+        self._log_start: dict[str, int] = {}  # the log's size when the instance was started
         self.exits: dict[str, int] = {}
+        # Instances that had exited on their own when their stop came (signalled too late).
+        self.exited_unasked: set[str] = set()
 
     def start(self, instance: str) -> None:
         self.started[instance] = time.monotonic()
+        self.exited_unasked.discard(instance)
         stage = instance.rsplit("-", 1)[0]
         with (self.logs / f"{instance}.log").open("ab") as log:
+            self._log_start[instance] = log.tell()
             self.procs[instance] = subprocess.Popen(
                 da(*self.commands[stage]),
                 env={**self.env, "DA_INSTANCE_ID": instance},
@@ -59,21 +64,35 @@ class Stages:
     def _settled(self, instance: str) -> None:
         # A process signalled before its interpreter has started and installed its handlers
         # dies of the signal having done nothing; an orchestrator's stop is never that quick.
+        # A stage installs them before its first log line, which a loaded machine can take
+        # longer than 3 s to reach: wait for that line (or its exit), 60 s at most.
         time.sleep(max(0.0, self.started[instance] + 3.0 - time.monotonic()))
+        log, deadline = self.logs / f"{instance}.log", self.started[instance] + 60.0
+        while (
+            log.stat().st_size <= self._log_start[instance]
+            and self.procs[instance].poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
 
     def stop(self, instance: str) -> None:
         """SIGTERM: finish the batch, commit, leave the group, exit 0."""
         self._settled(instance)
-        self.procs[instance].send_signal(signal.SIGTERM)
+        self._terminate(instance)
         self._reap(instance)
 
     def stop_all(self) -> dict[str, int]:
         for instance in list(self.procs):
             self._settled(instance)
-            self.procs[instance].send_signal(signal.SIGTERM)
+            self._terminate(instance)
         for instance in list(self.procs):
             self._reap(instance)
         return self.exits
+
+    def _terminate(self, instance: str) -> None:
+        if self.procs[instance].poll() is not None:
+            self.exited_unasked.add(instance)
+        self.procs[instance].send_signal(signal.SIGTERM)
 
     def _reap(self, instance: str) -> None:
         proc = self.procs.pop(instance)

@@ -9,25 +9,20 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cli.sample_learning import generate
-from common import db
-from common.codec import Codec
 from common.deadletter import H_REASON, header
-from common.events import SystemEvent, UsageEvent
 from common.settings import Settings
 from common.topics import Topics
 from tests.e2e.pipeline import Stages, prepare, replay, wait_until_equal
 from tests.kafka_read import read_topic
-from tests.learning_des import De, SysDe
-from tests.learning_oracle import Expected, expected
+from tests.learning_check import check_tables, check_topics, held_back, parked, waiting_for_late
+from tests.learning_oracle import expected
 
 DEPS = ("content-catalog", "usage-metrics", "collection-rollup", "competency-stats")
 COMMANDS = {"gep": ["gep", "run"], "demux": ["demux", "run"]} | {d: ["dep", "run", d] for d in DEPS}
-LATE = ("asmt-1-1", "coll-2-1")  # their metadata arrives after every play of them
 BAD: list[tuple[dict[str, Any], str, str | None]] = [  # line, reason, da-index
     (
         {
@@ -80,17 +75,6 @@ BAD: list[tuple[dict[str, Any], str, str | None]] = [  # line, reason, da-index
     ({"format": "partner.unknown", "key": "x", "value": {"id": "bad-5"}}, "unknown_format", None),
     ({"key": "x", "value": {"hello": "bad-6"}}, "unknown_format", None),
 ]
-RETAG: dict[str, Any] = {
-    "format": "gooru.system",
-    "key": "asmt-2-1",
-    "value": {
-        "eventId": "sys-retag",
-        "eventName": "content.updated",
-        "timestamp": 1600300000000,
-        "actorId": "teacher-1",
-        "data": {"id": "asmt-2-1", "contentType": "assessment", "competencies": ["MA.4.NF.3"]},
-    },
-}
 GOOD_AND_BAD = [  # one array: the first element goes on, the second is dead-lettered
     {
         "eventId": "ok-7",
@@ -116,9 +100,7 @@ def scenario(plays: Path, late: Path, seed: int) -> tuple[list[tuple[str, Any]],
     bad element left out), and how many lines ``plays`` has."""
     rng = random.Random(seed)
     lines: list[dict[str, Any]] = generate(seed=7)
-    held = [r for r in lines if r["format"] == "gooru.system" and r["key"] in LATE]
-    held.append(RETAG)  # the teacher retags an assessment the class took: the stats follow
-    lines = [r for r in lines if r not in held]
+    lines, held = held_back(lines)
     for start in range(0, len(lines), 30):  # out of order within sliding windows
         window = lines[start : start + 30]
         rng.shuffle(window)
@@ -134,83 +116,6 @@ def scenario(plays: Path, late: Path, seed: int) -> tuple[list[tuple[str, Any]],
     plays.write_text("".join(json.dumps(r) + "\n" for r in lines))
     late.write_text("".join(json.dumps(r) + "\n" for r in held))
     return sent, len(lines)
-
-
-def waiting_for_late(want: Expected) -> int:
-    """How many scores must be parked while the held-back content's metadata is missing."""
-    scores = [*want.demux["assessment.score"], *want.rollup["collection.score"]]
-    return len({(d.root, d.name) for d in scores if d.content in LATE})
-
-
-def _usage(de: UsageEvent) -> De:
-    return De(
-        de.name,
-        de.lineage.root_event_id,
-        de.user_id,
-        de.content_id,
-        de.value,
-        int(de.occurred_at.timestamp() * 1000),
-        de.context,
-        de.collection_id,
-        de.collection_type,
-        de.clamped,
-    )
-
-
-def _system(de: SystemEvent) -> SysDe:
-    return SysDe(
-        de.name,
-        de.lineage.root_event_id,
-        de.entity_id,
-        de.content_type,
-        de.parent_id,
-        de.competencies,
-        int(de.occurred_at.timestamp() * 1000),
-    )
-
-
-TABLES = {  # the oracle's name for a table -> (how many leading columns are the key, query)
-    "catalog": (1, "SELECT content_id, content_type, parent_id, competencies, deleted "
-                   "FROM content_catalog"),
-    "usage": (6, "SELECT user_id, content_id, class_id, course_id, unit_id, lesson_id, "
-                 "time_spent_ms, views, starts, latest_score, best_score, latest_reaction "
-                 "FROM usage_metrics"),
-    "competency": (2, "SELECT user_id, competency, attempts, latest_score, best_score "
-                      "FROM competency_stats"),
-}  # fmt: skip
-
-
-def parked(settings: Settings) -> int:
-    with db.connect(settings, autocommit=True) as conn:
-        return int(str(conn.execute("SELECT count(*) FROM da_parked").fetchall()[0][0]))
-
-
-def check_tables(settings: Settings, want: Expected) -> list[str]:
-    """Differences between every learning table and the oracle (empty when equal)."""
-    waiting = parked(settings)
-    problems = [f"{waiting} still parked"] if waiting else []
-    with db.connect(settings, autocommit=True) as conn:
-        for name, (width, query) in TABLES.items():
-            got = {
-                (r[0] if width == 1 else tuple(r[:width])): tuple(r[width:])
-                for r in conn.execute(query)
-            }
-            want_rows = getattr(want, name)
-            bad = sorted(
-                k
-                for k in got.keys() | want_rows.keys()
-                if _row(got.get(k)) != _row(want_rows.get(k))
-            )
-            if bad:
-                problems.append(
-                    f"{name}: {len(bad)} differ, e.g. {bad[0]}: "
-                    f"table {got.get(bad[0])} oracle {want_rows.get(bad[0])}"
-                )
-    return problems
-
-
-def _row(r: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
-    return None if r is None else tuple(round(v, 6) if isinstance(v, float) else v for v in r)
 
 
 def test_learning_pipeline_matches_the_oracle_through_faults(
@@ -248,51 +153,17 @@ def test_learning_pipeline_matches_the_oracle_through_faults(
         assert status == 0, err
         problems = wait_until_equal(lambda: check_tables(settings, want), timeout_s=60)
         assert problems == [], (problems, stages.tails())
-        check_topics(settings, want)
+        assert check_topics(settings, want).problems == []
+        check_gep_dead_letters(settings)
     finally:
         exits = stages.stop_all()
     assert set(exits.values()) == {0}, (exits, stages.tails())
 
 
-def check_topics(settings: Settings, want: Expected) -> None:
-    topics, codec = Topics(settings.namespace), Codec()
-    for bucket, des in want.demux.items():
-        got = read_topic(
-            settings, topics.sink_bucket("demux", bucket), expect=des.total(), linger_s=0.5
-        )
-        decoded = [UsageEvent.decode(codec, m.value()) for m in got]
-        assert Counter(_usage(d) for d in decoded) == des, bucket
-        assert {(d.lineage.stages, d.lineage.hops) for d in decoded} == {(("gep", "demux"), 1)}
-    for bucket, sys_des in want.system.items():
-        got = read_topic(
-            settings, topics.sink_bucket("demux", bucket), expect=sys_des.total(), linger_s=0.5
-        )
-        assert Counter(_system(SystemEvent.decode(codec, m.value())) for m in got) == sys_des
-    for bucket, up in want.rollup.items():
-        got = read_topic(settings, topics.sink_bucket("dep", bucket), expect=len(up), linger_s=0.5)
-        # The relay is at least once (downstream dedupes by identity): a repeat is the same bytes.
-        assert len({m.value() for m in got}) == len({_identity(m) for m in got})
-        decoded = [UsageEvent.decode(codec, m.value()) for m in got]
-        assert {d.lineage.stages[-1] for d in decoded} == {"dep.collection-rollup"}
-        if bucket != "collection.score":
-            assert {_usage(d) for d in decoded} == up, bucket
-            continue
-        # the running mean of a session depends on arrival order: values checked per session
-        assert {replace(_usage(d), value=-1, at_ms=0) for d in decoded} == up
-        sessions: dict[tuple[Any, ...], list[UsageEvent]] = {}
-        for d in {(d.lineage.root_event_id): d for d in decoded}.values():
-            key = (d.user_id, d.content_id, d.context, d.session_id)
-            sessions.setdefault(key, []).append(d)
-        assert len(sessions) == len(want.rollup_sessions)
-        for key, ds in sessions.items():
-            n, mean = want.rollup_sessions[key]
-            assert sorted(d.basis for d in ds) == list(range(1, n + 1)), key
-            assert round(max(ds, key=lambda d: d.basis).value, 6) == round(mean, 6), key
-    dead = read_topic(settings, topics.dead_letter("gep"), expect=len(BAD) + 1, linger_s=1)
+def check_gep_dead_letters(settings: Settings) -> None:
+    dead = read_topic(
+        settings, Topics(settings.namespace).dead_letter("gep"), expect=len(BAD) + 1, linger_s=1
+    )
     reasons = Counter(header(m.headers(), H_REASON) for m in dead)
     assert reasons == Counter([r for _, r, _ in BAD] + ["missing_field"])
     assert [header(m.headers(), "da-index") for m in dead if b"bad-7" in m.value()] == ["1"]
-
-
-def _identity(m: Any) -> tuple[str, str]:
-    return UsageEvent.decode(Codec(), m.value()).identity

@@ -1,0 +1,136 @@
+"""The chaos run's input: a mixed stream of proctoring events (``da sample``'s CSV rows) and
+learning raw messages (``da sample learning``'s class), each out of order with some sent twice,
+interleaved at random; and the poison messages, each aimed at the dead-letter topics of every
+stage that consumes the topic it is put on.
+
+The learning sample is one class scaled by the generator's parameters (students, units, lessons)
+rather than several seeds' classes merged: every class of the generator has the same class,
+content and learner ids, and its event ids are a sequence number plus 16 random bits, so two
+seeds' classes would give one event id to two different events.
+
+The metadata of ``tests.learning_check.LATE``'s content (and a retag) is held back until after
+every learning play, so scores of it wait parked while faults go on, and all of it is sent in
+the end: the final state is well defined.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from cli.emit_input import Message, Row, read_jsonl, to_message
+from cli.sample import generate as sample_proctoring
+from cli.sample_learning import generate as sample_learning
+from common.topics import Topics
+from dep import registry
+from tests.learning_check import held_back
+
+LEARNING_DEPS = ("content-catalog", "usage-metrics", "collection-rollup", "competency-stats")
+COMMANDS = {  # every stage the run keeps going, by the name its instances are called
+    "gep": ["gep", "run"],
+    "demux": ["demux", "run"],
+    "fulfillment-state": ["dep", "run", "fulfillment-state"],
+} | {d: ["dep", "run", d] for d in LEARNING_DEPS}
+DOMAINS = ("proctoring", "learning")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How big each domain's part of the stream is."""
+
+    fulfillments: int  # ~7.75 proctoring events each
+    students: int  # learning: one class, this many students ...
+    units: int = 4  # ... following a course of units ...
+    lessons: int = 4  # ... of this many lessons each
+
+
+@dataclass
+class Stream:
+    messages: list[tuple[str, Message]]  # (domain, message), in the order sent
+    proctoring: list[dict[str, str]]  # the valid rows sent, as the proctoring oracle takes them
+    learning: list[tuple[str, Any]]  # (format, value) sent, as the learning oracle takes them
+    held_back: int = 0  # learning metadata sent after every play
+
+    def count(self, domain: str, *, distinct: bool = False) -> int:
+        values = [m.value for d, m in self.messages if d == domain]
+        return len(set(values)) if distinct else len(values)
+
+
+def make_stream(seed: int, mix: Mix) -> Stream:
+    rng = random.Random(seed)
+    rows = proctoring(rng, seed, mix.fulfillments)
+    plays, held = held_back(sample_learning(seed, mix.students, mix.units, mix.lessons))
+    plays = disorder(rng, plays, window=30, twice=len(plays) // 20)
+    lines = plays + held
+    learning = [m for m in read_jsonl(json.dumps(r) for r in lines) if isinstance(m, Message)]
+    if len(learning) != len(lines):
+        raise ValueError("a sample line did not become a message")
+    proct = [to_message(Row(n, r)) for n, r in enumerate(rows, 1)]
+    messages = interleave(
+        rng,
+        [("proctoring", m) for m in proct if isinstance(m, Message)],
+        [("learning", m) for m in learning],
+    )
+    return Stream(messages, rows, [(r["format"], r["value"]) for r in lines], len(held))
+
+
+def proctoring(rng: random.Random, seed: int, fulfillments: int) -> list[dict[str, str]]:
+    rows = [
+        {k: str(v) for k, v in asdict(r).items()}
+        for r in sample_proctoring(seed=seed, count=fulfillments)
+    ]
+    return disorder(rng, rows, window=50, twice=len(rows) // 25)
+
+
+def disorder(rng: random.Random, items: list[T], *, window: int, twice: int) -> list[T]:
+    """Shuffled within consecutive windows, and ``twice`` of them sent again up to 200 later."""
+    out = list(items)
+    for start in range(0, len(out), window):
+        chunk = out[start : start + window]
+        rng.shuffle(chunk)
+        out[start : start + window] = chunk
+    for i in sorted(rng.sample(range(len(out)), twice), reverse=True):
+        out.insert(min(len(out), i + rng.randrange(1, 200)), out[i])
+    return out
+
+
+def interleave(rng: random.Random, a: list[T], b: list[T]) -> list[T]:
+    """A uniformly random merge that keeps each list's own order."""
+    at_a = set(rng.sample(range(len(a) + len(b)), len(a)))
+    ia, ib = iter(a), iter(b)
+    return [next(ia) if n in at_a else next(ib) for n in range(len(a) + len(b))]
+
+
+@dataclass(frozen=True)
+class Poison:
+    topic: str
+    stages: tuple[str, ...]  # every running stage that consumes the topic: each dead-letters it
+    body: Callable[[int], bytes] = field(compare=False)
+
+
+def _not_avro(i: int) -> bytes:
+    return b"not avro " + str(i).encode()
+
+
+def _unknown_schema(i: int) -> bytes:
+    # Avro single-object marker and a fingerprint no schema has: undecodable for any DEP.
+    return b"\xc3\x01" + b"\x00" * 8 + str(i).encode()
+
+
+def poison_targets(topics: Topics) -> list[Poison]:
+    """One poison kind per target, in turn: GEP's and demux's input, and DE topics chosen so
+    that every running DEP gets some (no learning DEP has a topic of its own alone)."""
+    out = [
+        Poison(topics.ingest, ("gep",), lambda i: b"\x00not json at all " + str(i).encode()),
+        Poison(topics.canonical, ("demux",), _not_avro),
+    ]
+    deps = [d for d in COMMANDS.values() if d[0] == "dep"]
+    for bucket in ("fulfillment", "content", "resource.timespent", "assessment.view"):
+        topic = topics.sink_bucket("demux", bucket)
+        consumers = tuple(f"dep.{d[2]}" for d in deps if topic in registry.get(d[2]).topics(topics))
+        out.append(Poison(topic, consumers, _unknown_schema))
+    return out

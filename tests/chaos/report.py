@@ -1,0 +1,90 @@
+"""What a chaos run found, as figures: ``render`` makes the table ``make chaos`` prints, and
+``record`` writes it into ``docs/reliability.md`` between its markers."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.chaos.mixed import DOMAINS
+
+
+@dataclass
+class Report:
+    raw_events: dict[str, int] = field(default_factory=dict)  # by domain, duplicates included
+    distinct_events: dict[str, int] = field(default_factory=dict)
+    learning_des: int = 0  # DEs on demux's learning topics
+    most_parked: int = 0  # learning scores waiting for metadata, the most seen at once
+    poison: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    unplanned_exits: dict[int, int] = field(default_factory=dict)  # exit status -> count
+    stop_exits: dict[int, int] = field(default_factory=dict)  # of the final stops
+    lost: dict[str, int] = field(default_factory=dict)  # by domain
+    duplicates: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    table_problems: list[str] = field(default_factory=list)
+    topic_problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return (
+            sum(self.lost.values()) == 0
+            and sum(self.duplicates.values()) == 0
+            and set(self.lost) == set(self.duplicates) == set(DOMAINS)
+            and not self.table_problems
+            and not self.topic_problems
+            and self.dead_lettered == self.poison
+        )
+
+
+def _by_domain(figures: dict[str, int]) -> str:
+    parts = ", ".join(f"{d} {figures.get(d, 0):,}" for d in DOMAINS)
+    return f"{sum(figures.values()):,} ({parts})"
+
+
+def render(report: Report) -> str:
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(report.faults.items()))
+    return "\n".join(
+        [
+            "| figure | value |",
+            "|---|---|",
+            f"| raw events in (duplicates included) | {_by_domain(report.raw_events)} |",
+            f"| distinct events | {_by_domain(report.distinct_events)} |",
+            f"| learning DEs on demux's topics | {report.learning_des:,} |",
+            f"| learning scores parked at once, at most | {report.most_parked:,} |",
+            f"| faults injected | {faults} |",
+            f"| unplanned exits restarted by the supervisor (status: count) | "
+            f"{report.unplanned_exits} |",
+            f"| exit status of the final SIGTERM stops (status: count) | {report.stop_exits} |",
+            f"| poison messages (dead letters due, by stage) | {report.poison} |",
+            f"| dead-lettered (by stage) | {report.dead_lettered} |",
+            f"| events lost (learning: DEs) | {_by_domain(report.lost)} |",
+            f"| duplicates (learning: DEs) | {_by_domain(report.duplicates)} |",
+            f"| tables equal to the independent computation | "
+            f"{'yes' if not report.table_problems else report.table_problems} |",
+            f"| learning DE topics equal to the oracle | "
+            f"{'yes' if not report.topic_problems else report.topic_problems} |",
+            f"| wall time | {report.seconds} s |",
+            f"| verdict | {'PASS' if report.passed else 'FAIL'} |",
+        ]
+    )
+
+
+def record(path: Path, arguments: str, table: str) -> None:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    begin, end = "<!-- chaos:begin -->", "<!-- chaos:end -->"
+    text = path.read_text() if path.is_file() else ""
+    section = (
+        f"{begin}\n## Latest `make chaos` run: {when}\n\n"
+        f"`python -m tests.chaos.driver {arguments}` on "
+        f"{os.cpu_count()} cores, {platform.platform()}\n\n{table}\n{end}"
+    )
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
