@@ -64,9 +64,8 @@ class Stages:
     def _settled(self, instance: str) -> None:
         # A process signalled before its interpreter has started and installed its handlers
         # dies of the signal having done nothing; an orchestrator's stop is never that quick.
-        # A stage installs them before its first log line, which a loaded machine can take
-        # longer than 3 s to reach: wait for that line (or its exit), 60 s at most.
-        time.sleep(max(0.0, self.started[instance] + 3.0 - time.monotonic()))
+        # A stage installs them before its first log line: wait for that line (or its exit),
+        # 60 s at most, as a loaded machine can take a while to get there.
         log, deadline = self.logs / f"{instance}.log", self.started[instance] + 60.0
         while (
             log.stat().st_size <= self._log_start[instance]
