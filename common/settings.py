@@ -72,6 +72,10 @@ class Settings:
     # How long a parked DE (e.g. usage of content the catalog does not know yet) waits for what
     # it needs before it is dead-lettered.
     park_timeout_s: float = 3600.0
+    # The largest record any stage may produce: the broker's (or topic's) max.message.bytes.
+    # An output past it can never be written, so it is a dead letter, not a retry; the collector
+    # derives its own body limit from it.
+    max_message_bytes: int = 1_000_000
     # The HTTP collector (``da collector run``). Loopback unless told otherwise: a container
     # sets DA_COLLECTOR_HOST=0.0.0.0.
     collector_host: str = "127.0.0.1"
@@ -134,7 +138,13 @@ class Settings:
             raise SettingsError(
                 f"DA_DATABASE_SCHEMA={self.database_schema!r} is not a plain SQL identifier"
             )
-        for name in ("partitions", "replication_factor", "batch_size", "max_hops"):
+        for name in (
+            "partitions",
+            "replication_factor",
+            "batch_size",
+            "max_hops",
+            "max_message_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"DA_{name.upper()} must be at least 1")
         if not 0 < self.dead_letter_max_ratio <= 1:
