@@ -59,6 +59,12 @@ class Topics:
         """Where a stage puts events that can never succeed, with their original bytes."""
         return self._name(f"dlq.{stage}")
 
+    @property
+    def reply_prefix(self) -> str:
+        """Answers to commands go to topics under this prefix only (a command's ``reply_to``
+        naming any other topic is refused), so a command cannot make a DEP write anywhere."""
+        return self._name("reply.")
+
     def sink(self, source: Source, de_name: str) -> str:
         return self._name(f"sink.{source}.{de_bucket(de_name)}")
 

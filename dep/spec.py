@@ -30,6 +30,8 @@ class DepSpec:
     outbox: bool = False
     # Stages whose dead-letter topics it consumes too (a DEP that keeps the errors table).
     dead_letters_of: tuple[str, ...] = ()
+    # Selector globs it subscribes to (``common.workflow``): other messages are skipped undecoded.
+    selectors: tuple[str, ...] = ()
 
     def topics(self, topics: Topics) -> list[str]:
         sinks = [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]
