@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,10 @@ import pytest
 from common.codec import Codec
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent, SystemEvent
+from common.runloop import Message
+from common.store import Cursor
 from common.topics import Topics
+from common.workflow import SELECTOR_HEADER, Selecting
 from demux.stage import Demux
 from dep.lifecycle import Lifecycle
 from dep.ous_lifecycle import LIFECYCLE, command
@@ -151,3 +155,39 @@ def test_a_first_refused_command_creates_nothing_and_actor_loops_stop() -> None:
     assert apply(LC, None, cmd(0, "set-state", "Verified"), 4).ous is None
     result = apply(LC, None, cmd(1, "set-exec", "EU", hops=5), 4)
     assert (result.status, result.reason, result.ous) == (422, "hop_limit", None)
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.decoded: list[bytes | None] = []
+        self.handled: list[list[bytes | None]] = []
+
+    def decode(self, msg: Message) -> bytes | None:
+        self.decoded.append(msg.value())
+        return msg.value()
+
+    def handle(self, events: Sequence[bytes | None], cur: Cursor) -> None:
+        self.handled.append(list(events))
+
+
+def test_selector_subscription_skips_other_messages_without_decoding() -> None:
+    inner = Recording()
+    sel: Selecting[bytes | None] = Selecting(inner, ("state.change.*", "pipeline.process.EU"))
+
+    def msg(selector: str | None, value: bytes) -> FakeMessage:
+        headers = None if selector is None else [(SELECTOR_HEADER, selector.encode())]
+        return FakeMessage(value, _headers=headers)
+
+    batch = [
+        msg("state.change.Processing", b"a"),
+        msg("recipe.change.X", b"not avro"),
+        msg("pipeline.process.EA", b"b"),
+        msg("pipeline.process.EU", b"c"),
+        msg(None, b"d"),
+    ]
+    events = [sel.decode(m) for m in batch]
+    sel.handle(events, None)  # type: ignore[arg-type]
+    assert inner.decoded == [b"a", b"c"] and inner.handled == [[b"a", b"c"]]
+    assert sel.skipped == 3
+    sel.handle([None, None], None)  # type: ignore[arg-type]
+    assert inner.handled == [[b"a", b"c"]]  # nothing selected: the handler is not called
