@@ -124,6 +124,7 @@ def dep_run(name: str = typer.Argument(..., help="The DEP to run (see `da dep li
         spec.topics(Topics(settings.namespace)),
         stop,
         outbox_owner=spec.name if spec.outbox else None,
+        outbox_exactly_once=spec.outbox_exactly_once,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from common import db
 from common.deadletter import DeadLetterLimit
 from common.kafka import check_kafka, make_consumer, make_producer
-from common.outbox import OutboxRelay
+from common.outbox import OutboxRelay, RelayMarker
 from common.runloop import Processor, RunStats, Stopper, run
 from common.settings import Settings
 from common.store import StoreHandler, StoreProcessor
@@ -68,9 +68,11 @@ def run_store(
     stop: Stopper,
     *,
     outbox_owner: str | None = None,
+    outbox_exactly_once: bool = False,
     **limits: Any,
 ) -> RunStats:
-    """``outbox_owner``: the handler writes to the outbox under this name; relay it."""
+    """``outbox_owner``: the handler writes to the outbox under this name; relay it (exactly
+    once: ``outbox_exactly_once``, see ``common.outbox``)."""
     check_kafka(settings)
     db.check_database(settings)
     topics = Topics(settings.namespace)
@@ -81,6 +83,15 @@ def run_store(
         if outbox_owner is None
         else OutboxRelay(outbox_owner, producer, timeout_s=settings.io_timeout_s)
     )
+    if outbox_owner is not None and outbox_exactly_once:
+        relay = OutboxRelay(
+            outbox_owner,
+            make_producer(settings, transactional_id=transactional_id(settings, stage) + ".outbox"),
+            timeout_s=settings.io_timeout_s,
+            marker=RelayMarker(
+                make_consumer(settings, f"{group}.outbox"), topics.dead_letter(stage)
+            ),
+        )
     processor: StoreProcessor[Any] = StoreProcessor(
         stage,
         group,

@@ -118,5 +118,6 @@ SPEC = DepSpec(
     build=build,
     emits=(("dep", "ous"),),
     outbox=True,
+    outbox_exactly_once=True,
     selectors=SELECTORS,
 )

@@ -254,4 +254,5 @@ SPEC = DepSpec(
     build=build,
     emits=(("dep", "ous"),),
     outbox=True,
+    outbox_exactly_once=True,
 )
