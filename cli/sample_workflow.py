@@ -19,8 +19,8 @@ RECIPES = ("PipelineCalibration", "PipelineSingleDish", "PipelineInterferometry"
 Record = dict[str, Any]
 
 
-def ous_uid(i: int) -> str:
-    return f"uid://A003/X{i // 10 + 1:x}/X{i:x}a"
+def ous_uid(i: int, project: str = "A003") -> str:
+    return f"uid://{project}/X{i // 10 + 1:x}/X{i:x}a"
 
 
 def generate(
@@ -31,6 +31,7 @@ def generate(
     clean: bool = False,
     start: datetime = START,
     prefix: str = "cmd",
+    project: str = "A003",
 ) -> list[Record]:
     rng = random.Random(seed)
     out: list[Record] = []
@@ -57,7 +58,7 @@ def generate(
         return out[-1]
 
     for i in range(count):
-        uid = ous_uid(i)
+        uid = ous_uid(i, project)
         text = not clean and rng.random() < 0.3
         if not clean and rng.random() < 0.2:
             send(uid, "set-state", "Delivered", text=text)  # not an initial state: 409
@@ -71,8 +72,8 @@ def generate(
         if not clean and rng.random() < 0.3:
             out.append(dict(last))  # the same command again: answered again, applied once
     if not clean:
-        send(ous_uid(count + 1), "clear-exec", None)  # nobody created it: 404
-        out.append({"format": "xtss", "key": "x", "text": f"launch {ous_uid(0)} now"})
+        send(ous_uid(count + 1, project), "clear-exec", None)  # nobody created it: 404
+        out.append({"format": "xtss", "key": "x", "text": f"launch {ous_uid(0, project)} now"})
         out.append({"format": "xtss", "key": "x", "text": "set-state uid://A003 Processing"})
         out.append({"format": "xtss", "key": "x", "value": {"operation": "set-exec"}})
     return out

@@ -66,18 +66,20 @@ def command_message(
     operation: str,
     value: str | None,
     at: datetime,
-    hops: int,
+    hops: int | None,
+    reply_to: str | None = None,
 ) -> OutboxMessage:
-    """A workflow command as an outside client would send it (JSON ``xtss``, keyed by OUS)."""
+    """A workflow command as any client sends it (JSON ``xtss``, keyed by OUS); ``hops`` is
+    None for an outside command."""
     body: dict[str, object] = {
         "id": command_id,
         "operation": operation,
         "ousUID": ous_uid,
         "timestamp": at.isoformat(),
-        "hops": hops,
     }
-    if value is not None:
-        body["value"] = value
+    for name, extra in (("value", value), ("hops", hops), ("reply_to", reply_to)):
+        if extra is not None:
+            body[name] = extra
     return OutboxMessage(
         topics.ingest,
         ous_uid.encode(),

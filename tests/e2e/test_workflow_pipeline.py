@@ -11,6 +11,7 @@ per command message, every broadcast exactly once per accepted move, in per-OUS 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from common.events import SystemEvent
 from common.kafka import ensure_topics
 from common.settings import Settings
 from common.topics import Topics
-from tests.e2e.pipeline import Stages, prepare, replay, wait_until_equal
+from tests.e2e.pipeline import REPO, Stages, da, prepare, replay, wait_until_equal
 from tests.kafka_read import read_topic
 from tests.ous_oracle import Cmd, Expected, expected
 
@@ -173,6 +174,8 @@ def test_workflow_with_actors_and_a_killed_state_service(
         assert per_ous == {k: v for k, v in want.broadcasts.items() if v}
         assert set(processes.values()) == {1}  # each processing request once
 
+        _check_cli(env, settings)
+
         dead = read_topic(settings, topics.dead_letter("gep"), expect=3)
         assert sorted(header(m.headers(), H_REASON) or "" for m in dead) == [
             "bad_ous_uid",
@@ -182,6 +185,40 @@ def test_workflow_with_actors_and_a_killed_state_service(
     finally:
         exits = stages.stop_all()
     assert set(exits.values()) == {0}, (exits, stages.tails())
+    # Nobody is there to answer now: a clear message and status 1, not a hang.
+    late = run_da(env, "workflow", "set-state", uid, "Reviewing", "--timeout", "3")
+    assert late.returncode == 1 and "no answer" in late.stderr, late
+
+
+def run_da(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        da(*args), env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _check_cli(env: dict[str, str], settings: Settings) -> None:
+    """``da workflow`` against the running pipeline: commands wait for their answers."""
+    with psycopg.connect(
+        settings.database_url, options=f"-c search_path={settings.database_schema}"
+    ) as conn:
+        row = conn.execute(
+            "SELECT ous_uid FROM ous_status WHERE state = 'ReadyForReview' ORDER BY ous_uid"
+        ).fetchone()
+    assert row is not None
+    uid = str(row[0])
+    ok = run_da(env, "workflow", "set-state", uid, "Reviewing")
+    assert ok.returncode == 0 and "200 ok, now Reviewing" in ok.stdout, ok
+    refused = run_da(env, "workflow", "set-state", uid, "Delivered")
+    assert refused.returncode == 2 and "409 illegal_transition" in refused.stdout, refused
+    got = run_da(env, "workflow", "get", uid)
+    assert got.returncode == 0 and "Reviewing since" in got.stdout, got
+    listed = run_da(env, "workflow", "list", "--state", "Reviewing")
+    assert uid in listed.stdout, listed
+    hist = run_da(env, "workflow", "history", uid)
+    assert "ReadyForReview\t" in hist.stdout and "refused" in hist.stdout, hist
+    sim = run_da(env, "workflow", "simulate", "--ous", "6", "--seed", "3", "--wait", "120")
+    assert sim.returncode == 0 and "longest waiting" in sim.stdout, sim
+    assert "still waiting" not in sim.stderr, sim
 
 
 def _check_actors(cmds: list[Cmd], want: Expected) -> None:
