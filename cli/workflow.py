@@ -38,7 +38,7 @@ def send(
     """Send one command and wait for its answer; raises TimeoutError when none comes."""
     topics = Topics(settings.namespace)
     reply_to = topics.reply_prefix + REPLY_BUCKET
-    ensure_topics(settings, [reply_to])
+    ensure_topics(settings, [reply_to])  # in case `da topics ensure` ran before it was named
     consumer = make_consumer(settings, f"{settings.group_id('cli')}.{uuid.uuid4().hex}")
     try:
         # Listen from the end before sending, so the answer cannot come before we look.

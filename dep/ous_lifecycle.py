@@ -112,13 +112,13 @@ class OusLifecycle:
         self.outbox.add(cur, out)
 
     def _apply(self, ous: Ous | None, c: Command) -> Result:
-        if c.reply_to is not None and not c.reply_to.startswith(self.topics.reply_prefix):
-            detail = f"reply_to {c.reply_to!r} is not under {self.topics.reply_prefix}"
+        if c.reply_to is not None and c.reply_to not in self.topics.replies:
+            detail = f"reply_to {c.reply_to!r} is not one of {', '.join(self.topics.replies)}"
             return Result(ous, 422, "reply_to_not_allowed", detail)
         return apply(self.lifecycle, ous, c, self.max_hops)
 
     def _reply(self, c: Command, body: Any) -> list[OutboxMessage]:
-        if c.reply_to is None or not c.reply_to.startswith(self.topics.reply_prefix):
+        if c.reply_to is None or c.reply_to not in self.topics.replies:
             return []
         value = json.dumps(body, sort_keys=True).encode()
         return [

@@ -47,17 +47,17 @@ class Expected:
     broadcasts: dict[str, list[str]] = field(default_factory=dict)  # uid -> selectors in order
 
 
-def expected(commands: list[Cmd], reply_prefix: str, max_hops: int) -> Expected:
+def expected(commands: list[Cmd], reply_topics: tuple[str, ...], max_hops: int) -> Expected:
     out = Expected()
     seen: dict[str, dict[str, Any]] = {}
     ous: dict[str, dict[str, Any]] = {}
     for c in commands:
-        allowed = c.reply_to is not None and c.reply_to.startswith(reply_prefix)
+        allowed = c.reply_to in reply_topics
         if c.id in seen:
             if allowed:
                 out.replies.append((c.id, seen[c.id]))
             continue
-        status, reason = _one(c, ous, out, reply_prefix, max_hops)
+        status, reason = _one(c, ous, out, reply_topics, max_hops)
         reply: dict[str, Any] = {"id": c.id, "status": status}
         if reason:
             reply["reason"] = reason
@@ -80,9 +80,9 @@ def expected(commands: list[Cmd], reply_prefix: str, max_hops: int) -> Expected:
 
 
 def _one(
-    c: Cmd, ous: dict[str, dict[str, Any]], out: Expected, prefix: str, max_hops: int
+    c: Cmd, ous: dict[str, dict[str, Any]], out: Expected, replies: tuple[str, ...], max_hops: int
 ) -> tuple[int, str | None]:
-    if c.reply_to is not None and not c.reply_to.startswith(prefix):
+    if c.reply_to is not None and c.reply_to not in replies:
         return 422, "reply_to_not_allowed"
     if c.hops > max_hops:
         return 422, "hop_limit"

@@ -22,7 +22,6 @@ from cli.sample_workflow import generate, write_jsonl
 from common.codec import Codec
 from common.deadletter import H_REASON, header
 from common.events import SystemEvent
-from common.kafka import ensure_topics
 from common.settings import Settings
 from common.topics import Topics
 from tests.e2e.pipeline import REPO, Stages, da, prepare, replay, wait_until_equal
@@ -107,8 +106,8 @@ def test_workflow_with_actors_and_a_killed_state_service(
     env = {**settings_env, "DA_LOG_LEVEL": "INFO", "DA_BATCH_SIZE": "20"}
     prepare(env)
     topics = Topics(settings.namespace)
-    reply_topic = topics.reply_prefix + "e2e"
-    ensure_topics(settings, [reply_topic])
+    reply_topic = topics.reply_prefix + "sample"
+    assert reply_topic in topics.replies  # created by `da topics ensure`
     records = generate(seed=5, count=30, reply_to=reply_topic)
     uid = records[0]["key"]
     refused = {
@@ -137,7 +136,7 @@ def test_workflow_with_actors_and_a_killed_state_service(
 
         def check() -> list[str]:
             state["cmds"] = logged_commands(settings)
-            state["want"] = expected(state["cmds"], topics.reply_prefix, settings.max_hops)
+            state["want"] = expected(state["cmds"], topics.replies, settings.max_hops)
             return check_tables(settings, state["want"])
 
         problems = wait_until_equal(check, timeout_s=180)
