@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import TopicPartition
 
 from common import db
 from common.kafka import check_kafka, ensure_topics, make_consumer, make_producer
@@ -41,9 +41,19 @@ def send(
     ensure_topics(settings, [reply_to])  # in case `da topics ensure` ran before it was named
     consumer = make_consumer(settings, f"{settings.group_id('cli')}.{uuid.uuid4().hex}")
     try:
-        # Listen from the end before sending, so the answer cannot come before we look.
+        # Listen from the current end before sending: the answer cannot come before we look.
         parts = consumer.list_topics(reply_to, timeout=settings.io_timeout_s).topics[reply_to]
-        consumer.assign([TopicPartition(reply_to, p, OFFSET_END) for p in parts.partitions])
+        ends = [
+            TopicPartition(
+                reply_to,
+                p,
+                consumer.get_watermark_offsets(
+                    TopicPartition(reply_to, p), timeout=settings.io_timeout_s
+                )[1],
+            )
+            for p in parts.partitions
+        ]
+        consumer.assign(ends)
         command_id = f"cli-{uuid.uuid4().hex}"
         now = datetime.now(UTC)
         msg = command_message(topics, command_id, ous_uid, operation, value, now, None, reply_to)
