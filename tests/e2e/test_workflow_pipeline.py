@@ -1,6 +1,6 @@
 """The OUS workflow end to end: GEP, demux, ous-lifecycle and both actors as processes on real
 Kafka and PostgreSQL, commands in both body shapes with duplicates, illegal moves and refused
-ones, and the state service killed (SIGKILL) mid-stream and restarted.
+ones, and the state service and the dispatcher killed (SIGKILL) mid-stream and restarted.
 
 The tables, the answers and the broadcasts must equal ``tests/ous_oracle.py`` applied to the
 commands in the order they were logged (the actors' commands interleave with the outside ones
@@ -129,7 +129,16 @@ def test_workflow_with_actors_and_a_killed_state_service(
         stages.start(instance)
     try:
         status, err = replay(
-            stages, path, 40, [("kill", "lifecycle-1"), ("restart", "lifecycle-1")], pause_s=2.0
+            stages,
+            path,
+            40,
+            [
+                ("kill", "lifecycle-1"),
+                ("restart", "lifecycle-1"),
+                ("kill", "dispatcher-1"),
+                ("restart", "dispatcher-1"),
+            ],
+            pause_s=2.0,
         )
         assert status == 0, err
         state: dict[str, Any] = {}
