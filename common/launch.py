@@ -13,7 +13,7 @@ from common import db
 from common.deadletter import DeadLetterLimit
 from common.kafka import check_kafka, make_consumer, make_producer
 from common.outbox import OutboxRelay, RelayMarker
-from common.runloop import Processor, RunStats, Stopper, run
+from common.runloop import Processor, Producer, RunStats, Stopper, run
 from common.settings import Settings
 from common.store import StoreHandler, StoreProcessor
 from common.topics import Topics
@@ -81,17 +81,8 @@ def run_store(
     relay = (
         None
         if outbox_owner is None
-        else OutboxRelay(outbox_owner, producer, timeout_s=settings.io_timeout_s)
+        else _relay(settings, stage, outbox_owner, producer, exactly_once=outbox_exactly_once)
     )
-    if outbox_owner is not None and outbox_exactly_once:
-        relay = OutboxRelay(
-            outbox_owner,
-            make_producer(settings, transactional_id=transactional_id(settings, stage) + ".outbox"),
-            timeout_s=settings.io_timeout_s,
-            marker=RelayMarker(
-                make_consumer(settings, f"{group}.outbox"), topics.dead_letter(stage)
-            ),
-        )
     processor: StoreProcessor[Any] = StoreProcessor(
         stage,
         group,
@@ -112,6 +103,25 @@ def run_store(
         processor.dead_lettered,
     )
     return stats
+
+
+def _relay(
+    settings: Settings, stage: str, owner: str, producer: Producer, *, exactly_once: bool
+) -> OutboxRelay:
+    if not exactly_once:
+        return OutboxRelay(owner, producer, timeout_s=settings.io_timeout_s)
+    # Its own transactional producer (the stage's dead letters are not part of its
+    # transactions) and a marker group beside the stage's.
+    marker = RelayMarker(
+        make_consumer(settings, f"{settings.group_id(stage)}.outbox"),
+        Topics(settings.namespace).dead_letter(stage),
+    )
+    return OutboxRelay(
+        owner,
+        make_producer(settings, transactional_id=transactional_id(settings, stage) + ".outbox"),
+        timeout_s=settings.io_timeout_s,
+        marker=marker,
+    )
 
 
 def _consume(
