@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,15 +62,11 @@ def simulate(
     settings = _settings()
     check_kafka(settings)
     project = f"S{seed}"
-    records = generate(
-        seed,
-        ous,
-        None,
-        clean=True,
-        start=datetime.now(UTC),
-        prefix=f"sim{seed}-{time.time_ns()}",
-        project=project,
-    )
+    # The QA commands are stamped in the past, far enough back that the simulated runs (up to
+    # an hour each, stamped at their end) are over too: the board's waiting times are real ages.
+    start = datetime.now(UTC) - timedelta(seconds=ous * 4 * 90 + 2 * 3600)
+    prefix = f"sim{seed}-{time.time_ns()}"
+    records = generate(seed, ous, None, clean=True, start=start, prefix=prefix, project=project)
     producer = make_producer(settings)
     topic = Topics(settings.namespace).ingest
     for r in records:
