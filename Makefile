@@ -55,6 +55,7 @@ bench: $(VENV)/.installed
 	PYTHON=$(PY) sh deploy/install-deps.sh wrk
 	$(PY) -m bench.pipeline --record docs/benchmarks.md
 	$(PY) -m bench.collector --connections 4 --batch 1 10 25 50 --record docs/benchmarks.md
+	$(PY) -m bench.workflow --record docs/benchmarks.md
 
 clean:
 	-$(DA) stack down

@@ -34,7 +34,7 @@ def load_settings() -> Settings:
 
 def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
-    from cli import collector, dlq, emit, learning, replay, show, stack, stages
+    from cli import collector, dlq, emit, learning, replay, show, stack, stages, workflow
 
     stack.register(app)
     emit.register(app)
@@ -44,6 +44,7 @@ def _register() -> None:
     replay.register(app)
     learning.register(app)
     collector.register(app)
+    workflow.register(app)
 
 
 _register()

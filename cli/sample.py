@@ -247,7 +247,8 @@ def fulfillments(
 
 
 def register(app: typer.Typer) -> None:
-    from cli import sample_learning
+    from cli import sample_learning, workflow_board
 
     sample_learning.register(sample_app)
+    sample_app.command("workflow")(workflow_board.sample)
     app.add_typer(sample_app, name="sample")

@@ -124,6 +124,7 @@ def dep_run(name: str = typer.Argument(..., help="The DEP to run (see `da dep li
         spec.topics(Topics(settings.namespace)),
         stop,
         outbox_owner=spec.name if spec.outbox else None,
+        outbox_exactly_once=spec.outbox_exactly_once,
     )
 
 
@@ -143,6 +144,8 @@ def dep_list() -> None:
         if spec.emits:
             emits = [topics.sink_bucket(src, b) for src, b in spec.emits]
             typer.echo(f"  emits:  {', '.join(emits)} (through the outbox)")
+        if spec.selectors:
+            typer.echo(f"  selectors: {', '.join(spec.selectors)} (others skipped undecoded)")
         typer.echo(f"  dead letters: {topics.dead_letter(dep_stage(spec.name))}")
 
 

@@ -12,8 +12,8 @@ from typing import Any
 from common import db
 from common.deadletter import DeadLetterLimit
 from common.kafka import check_kafka, make_consumer, make_producer
-from common.outbox import OutboxRelay
-from common.runloop import Processor, RunStats, Stopper, run
+from common.outbox import OutboxRelay, RelayMarker
+from common.runloop import Processor, Producer, RunStats, Stopper, run
 from common.settings import Settings
 from common.store import StoreHandler, StoreProcessor
 from common.topics import Topics
@@ -68,9 +68,11 @@ def run_store(
     stop: Stopper,
     *,
     outbox_owner: str | None = None,
+    outbox_exactly_once: bool = False,
     **limits: Any,
 ) -> RunStats:
-    """``outbox_owner``: the handler writes to the outbox under this name; relay it."""
+    """``outbox_owner``: the handler writes to the outbox under this name; relay it (exactly
+    once: ``outbox_exactly_once``, see ``common.outbox``)."""
     check_kafka(settings)
     db.check_database(settings)
     topics = Topics(settings.namespace)
@@ -79,7 +81,7 @@ def run_store(
     relay = (
         None
         if outbox_owner is None
-        else OutboxRelay(outbox_owner, producer, timeout_s=settings.io_timeout_s)
+        else _relay(settings, stage, outbox_owner, producer, exactly_once=outbox_exactly_once)
     )
     processor: StoreProcessor[Any] = StoreProcessor(
         stage,
@@ -101,6 +103,25 @@ def run_store(
         processor.dead_lettered,
     )
     return stats
+
+
+def _relay(
+    settings: Settings, stage: str, owner: str, producer: Producer, *, exactly_once: bool
+) -> OutboxRelay:
+    if not exactly_once:
+        return OutboxRelay(owner, producer, timeout_s=settings.io_timeout_s)
+    # Its own transactional producer (the stage's dead letters are not part of its
+    # transactions) and a marker group beside the stage's.
+    marker = RelayMarker(
+        make_consumer(settings, f"{settings.group_id(stage)}.outbox"),
+        Topics(settings.namespace).dead_letter(stage),
+    )
+    return OutboxRelay(
+        owner,
+        make_producer(settings, transactional_id=transactional_id(settings, stage) + ".outbox"),
+        timeout_s=settings.io_timeout_s,
+        marker=marker,
+    )
 
 
 def _consume(

@@ -12,6 +12,13 @@ at all. After each commit the store processor runs ``OutboxRelay.relay``:
 A crash between 2 and 3 sends those rows again on the next relay: downstream DEPs dedupe by DE
 identity (root event id + name), so a second delivery changes nothing. A relay that cannot reach
 the broker leaves the rows and tries again after the next batch.
+
+Where a second delivery would be seen (answers to commands, broadcasts a subscriber counts), the
+relay is given a ``RelayMarker`` and a transactional producer, and sends each batch exactly once:
+one relay per owner at a time (an advisory lock), and step 2 is a Kafka transaction that also
+records the batch's row ids (as the metadata of a consumer-group offset, which commits with the
+messages). A relay first deletes the rows the last committed transaction lists: those were sent
+by a relay that died before its step 3.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psycopg
+from confluent_kafka import TopicPartition
 
 from common.errors import TransientError
 from common.runloop import Headers, Producer
@@ -76,18 +85,76 @@ class Outbox:
                 )
 
 
+class MarkerConsumer(Protocol):
+    """The part of a consumer (of the marker's own group, never subscribed) the marker uses."""
+
+    def committed(self, partitions: list[TopicPartition], timeout: float = ...) -> Any: ...
+    def consumer_group_metadata(self) -> Any: ...
+
+
+_MAX_METADATA = 3000  # below the broker's offset.metadata.max.bytes (4096 by default)
+
+
+class RelayMarker:
+    """Which outbox rows the last committed relay transaction sent: the metadata of the marker
+    group's offset on ``topic``[0], committed inside that transaction."""
+
+    def __init__(self, consumer: MarkerConsumer, topic: str) -> None:
+        self.consumer = consumer
+        self.topic = topic
+
+    def last_sent(self, timeout_s: float) -> list[int]:
+        (tp,) = self.consumer.committed([TopicPartition(self.topic, 0)], timeout=timeout_s)
+        return decode_ids(tp.metadata or "")
+
+    def record(self, producer: Producer, ids: list[int], timeout_s: float) -> None:
+        position = TopicPartition(self.topic, 0, max(ids) + 1, encode_ids(ids))
+        group = self.consumer.consumer_group_metadata()
+        producer.send_offsets_to_transaction([position], group, timeout_s)
+
+
+def encode_ids(ids: list[int]) -> str:
+    """Ids as sorted ranges: ``3-9,12``."""
+    spans: list[list[int]] = []
+    for i in sorted(ids):
+        if spans and spans[-1][1] + 1 == i:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def decode_ids(text: str) -> list[int]:
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        out += range(int(low), int(high or low) + 1)
+    return out
+
+
 class OutboxRelay:
     def __init__(
-        self, owner: str, producer: Producer, *, timeout_s: float, batch_size: int = 1000
+        self,
+        owner: str,
+        producer: Producer,
+        *,
+        timeout_s: float,
+        batch_size: int = 1000,
+        marker: RelayMarker | None = None,
     ) -> None:
+        """With ``marker``, ``producer`` must be transactional: each batch is sent exactly once."""
         self.owner = owner
         self.producer = producer
         self.timeout_s = timeout_s
         self.batch_size = batch_size
+        self.marker = marker
+        self._transactions_ready = False
         self.sent = 0
 
     def relay(self, conn: psycopg.Connection[tuple[object, ...]]) -> int:
         """Send every row the owner has in the outbox; returns how many were sent."""
+        if self.marker is not None:
+            return self._relay_exactly_once(conn, self.marker)
         sent = 0
         while True:
             with conn.transaction():
@@ -113,3 +180,53 @@ class OutboxRelay:
                 break
         self.sent += sent
         return sent
+
+    def _relay_exactly_once(
+        self, conn: psycopg.Connection[tuple[object, ...]], marker: RelayMarker
+    ) -> int:
+        sent = 0
+        while True:
+            with conn.transaction():
+                # Step 1: this owner's relay, alone; rows a dead relay sent are not sent again.
+                locked = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(%s))", (f"da_outbox:{self.owner}",)
+                ).fetchone()
+                if not locked or not locked[0]:
+                    break  # another instance is relaying; what is left waits for the next batch
+                conn.execute(
+                    "DELETE FROM da_outbox WHERE owner = %s AND id = ANY(%s)",
+                    (self.owner, marker.last_sent(self.timeout_s)),
+                )
+                rows = conn.execute(
+                    "SELECT id, topic, key, value, header_names, header_values FROM da_outbox "
+                    "WHERE owner = %s ORDER BY id LIMIT %s",
+                    (self.owner, self.batch_size),
+                ).fetchall()
+                while len(encode_ids([int(str(r[0])) for r in rows])) > _MAX_METADATA:
+                    rows = rows[: len(rows) // 2]
+                if not rows:
+                    break
+                # Step 2, in one Kafka transaction with the ids it sends
+                ids = [int(str(r[0])) for r in rows]
+                self._send_transaction(rows, ids, marker)
+                # Step 3
+                conn.execute("DELETE FROM da_outbox WHERE id = ANY(%s)", (ids,))
+            sent += len(rows)
+        self.sent += sent
+        return sent
+
+    def _send_transaction(self, rows: list[Any], ids: list[int], marker: RelayMarker) -> None:
+        if not self._transactions_ready:
+            # Fences an earlier incarnation of this instance and aborts what it left open.
+            self.producer.init_transactions(self.timeout_s)
+            self._transactions_ready = True
+        self.producer.begin_transaction()
+        try:
+            for _id, topic, key, value, names, values in rows:
+                headers: Headers = list(zip(names, values, strict=True))
+                self.producer.produce(str(topic), value, key, headers=headers)
+            marker.record(self.producer, ids, self.timeout_s)
+            self.producer.commit_transaction(self.timeout_s)
+        except Exception:
+            self.producer.abort_transaction(self.timeout_s)
+            raise

@@ -18,6 +18,8 @@ from common.errors import InvalidEvent
 Source = Literal["demux", "dep"]
 
 ROOT = "org.gooru.da"
+# Answer topics: the CLI's, and one for other clients (and the sample file).
+REPLY_TOPICS = ("cli", "sample")
 _DE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -59,6 +61,17 @@ class Topics:
         """Where a stage puts events that can never succeed, with their original bytes."""
         return self._name(f"dlq.{stage}")
 
+    @property
+    def reply_prefix(self) -> str:
+        return self._name("reply.")
+
+    @property
+    def replies(self) -> tuple[str, ...]:
+        """The topics answers to commands may go to (``da topics ensure`` creates them): a
+        command's ``reply_to`` naming any other topic is refused, so a command can neither make
+        a DEP write anywhere nor stall its relay on a topic that does not exist."""
+        return tuple(self.reply_prefix + name for name in REPLY_TOPICS)
+
     def sink(self, source: Source, de_name: str) -> str:
         return self._name(f"sink.{source}.{de_bucket(de_name)}")
 
@@ -70,4 +83,5 @@ class Topics:
         names = [self.ingest, self.canonical]
         names += [self.dead_letter(s) for s in stages]
         names += [self.sink_bucket(src, b) for src, b in sink_buckets]
+        names += self.replies
         return sorted(set(names))

@@ -10,10 +10,10 @@ from common.events import CanonicalEvent
 from common.runloop import Message
 from common.topics import Source, Topics
 from common.transactional import Output
-from demux import fulfillment, system, usage, web
+from demux import fulfillment, ous, system, usage, web
 
 STAGE = "demux"
-RULES = {rule.ENTITY: rule for rule in (fulfillment, usage, web)} | dict.fromkeys(
+RULES = {rule.ENTITY: rule for rule in (fulfillment, usage, web, ous)} | dict.fromkeys(
     system.ENTITIES, system
 )
 

@@ -3,8 +3,9 @@ each state (seed 000's visual workplace tracker).
 
 Tables: ``events`` (every distinct raw event), ``current_fulfillments`` and
 ``fulfillments_history``. For each fulfillment that got a new trigger event, both state tables
-are recomputed from its stored trigger events in event-time order (``dep.lifecycle``), so the
-result is the same whatever order, and however many times, the events arrive.
+are recomputed from its stored trigger events by the life-cycle engine (``dep.lifecycle``,
+configured by ``fulfillment_states.toml``: forward only, event time), so the result is the same
+whatever order, and however many times, the events arrive.
 """
 
 from __future__ import annotations
@@ -133,7 +134,11 @@ def build(settings: Settings, codec: Codec) -> FulfillmentState:
         if settings.fulfillment_lifecycle
         else (DEFAULT_LIFECYCLE)
     )
-    return FulfillmentState(codec, Lifecycle.load(path))
+    lifecycle = Lifecycle.load(path)
+    if lifecycle.order != "event_time":
+        # The states are recomputed from the stored events, which keep event time, not log order.
+        raise ValueError(f"{path}: fulfillment-state computes in event time; order must say so")
+    return FulfillmentState(codec, lifecycle)
 
 
 SPEC = DepSpec(

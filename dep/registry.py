@@ -9,6 +9,9 @@ from dep import (
     competency_stats,
     content_catalog,
     fulfillment_state,
+    ous_dispatcher,
+    ous_lifecycle,
+    ous_pipeline_driver,
     usage_metrics,
     web_events,
 )
@@ -24,6 +27,9 @@ DEPS: dict[str, DepSpec] = {
         competency_stats,
         web_events,
         collector_errors,
+        ous_lifecycle,
+        ous_dispatcher,
+        ous_pipeline_driver,
     )
 }
 

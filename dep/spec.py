@@ -28,8 +28,13 @@ class DepSpec:
     # Whether it writes to the outbox (DEs it emits, dead letters of expired parked events):
     # the store processor then relays after each commit.
     outbox: bool = False
+    # Relay the outbox exactly once (a Kafka transaction per batch, ``common.outbox``): for what
+    # a reader counts, such as answers and broadcasts.
+    outbox_exactly_once: bool = False
     # Stages whose dead-letter topics it consumes too (a DEP that keeps the errors table).
     dead_letters_of: tuple[str, ...] = ()
+    # Selector globs it subscribes to (``common.workflow``): other messages are skipped undecoded.
+    selectors: tuple[str, ...] = ()
 
     def topics(self, topics: Topics) -> list[str]:
         sinks = [topics.sink_bucket(src, bucket) for src, bucket in self.inputs]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the local stack, topics and tables, GEP + demux + the fulfillment and learning DEPs
 # as separate processes, the two samples replayed onto the ingest topic (proctoring events, then a
-# class's learning sessions), and the live state of fulfillments and of the class.
+# class's learning sessions), and the live state of fulfillments and of the class; then the OUS
+# workflow: a simulation of a few dozen OUSs driven by the actor DEPs, and its board.
 # `deploy/demo.sh stop` stops the stage processes; `da stack down` stops Kafka and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,8 @@ $DA db migrate
 stop_stages
 echo "== starting GEP, demux and the DEPs (logs in $RUN/)"
 for stage in "gep run" "demux run" "dep run fulfillment-state" "dep run content-catalog" \
-    "dep run usage-metrics" "dep run collection-rollup" "dep run competency-stats"; do
+    "dep run usage-metrics" "dep run collection-rollup" "dep run competency-stats" \
+    "dep run ous-lifecycle" "dep run ous-dispatcher" "dep run ous-pipeline-driver"; do
     name=${stage#dep run }
     name=${name%% *}
     # shellcheck disable=SC2086 # the stage words are separate arguments
@@ -86,7 +88,11 @@ echo
 echo "== live state of the class (da learning)"
 $DA learning
 echo
+echo "== the OUS workflow: 36 OUSs brought in as QA would, the dispatcher and pipeline driver"
+echo "   take them on (da workflow simulate); the board: OUSs per state, the longest waiting"
+$DA workflow simulate --ous 36 --seed "$(date +%s)" --wait 120
+echo
 echo "Tables: current_fulfillments, fulfillments_history, events, usage_metrics, content_catalog,"
-echo "competency_stats in schema '${DA_DATABASE_SCHEMA:-da}' of:"
+echo "competency_stats, ous_status, ous_state_history, ous_rejections in schema '${DA_DATABASE_SCHEMA:-da}' of:"
 grep DA_DATABASE_URL "$STACK_ENV"
 echo "Stop the stack with: $DA stack down"

@@ -53,7 +53,13 @@ class Gep:
         else:
             raise InvalidEvent("unknown_format", f"no GEP format named {named!r}")
         out = []
-        for e in fmt.parse(msg.value(), datetime.now(UTC)):
+        now = datetime.now(UTC)
+        parsed = (
+            fmt.parse(msg.value(), now)
+            if fmt.parse_message is None
+            else fmt.parse_message(msg, now)
+        )
+        for e in parsed:
             if isinstance(e, Rejected):
                 # The rest of the message goes on; this element's dead letter keeps the original
                 # message bytes and says which element it was.

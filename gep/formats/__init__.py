@@ -1,8 +1,10 @@
 """One module per raw event format. Each exposes ``NAME`` (also the value of the ``da-format``
 header that names it), ``looks_like(obj)`` (shape detection for messages without the header) and
-``parse(value, received_at)``, which returns the canonical events in the raw message (and, for a
-message of several events, a ``Rejected`` for each invalid one) or raises ``InvalidEvent`` naming
-the field and what was wrong. Adding a format: one module, one line in ``FORMATS``."""
+``parse(value, received_at)`` (or, for a format that needs the message's place or broker time,
+``parse_message(msg, received_at)``), which returns the canonical events in the raw message
+(and, for a message of several events, a ``Rejected`` for each invalid one) or raises
+``InvalidEvent`` naming the field and what was wrong. Adding a format: one module, one line in
+``FORMATS``."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from common.events import CanonicalEvent
+from common.runloop import Message
 from gep.formats import (
     gooru_logapi,
     gooru_logwriter,
@@ -18,6 +21,7 @@ from gep.formats import (
     partner_edmobile,
     proctoring,
     web,
+    xtss,
 )
 from gep.formats.rejected import Rejected
 
@@ -27,10 +31,11 @@ class Format:
     name: str
     looks_like: Callable[[object], bool]
     parse: Callable[[bytes | None, datetime], Sequence[CanonicalEvent | Rejected]]
+    parse_message: Callable[[Message, datetime], Sequence[CanonicalEvent | Rejected]] | None = None
 
 
 FORMATS: tuple[Format, ...] = tuple(
-    Format(m.NAME, m.looks_like, m.parse)
-    for m in (proctoring, gooru_logapi, gooru_logwriter, gooru_system, partner_edmobile, web)
+    Format(m.NAME, m.looks_like, m.parse, getattr(m, "parse_message", None))
+    for m in (proctoring, gooru_logapi, gooru_logwriter, gooru_system, partner_edmobile, web, xtss)
 )
 BY_NAME = {f.name: f for f in FORMATS}
