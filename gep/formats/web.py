@@ -91,6 +91,11 @@ def check(event: WebEvent) -> datetime:
     return checks.in_utc(event.timestamp, "timestamp")
 
 
+def encoded_data(event: WebEvent) -> bytes:
+    """The payload as GEP passes it on: re-encoded, numbers in full."""
+    return _encoder.encode(event.data)
+
+
 def event_id(app: str, raw: bytes) -> str:
     return hashlib.blake2b(app.encode() + b"\x00" + raw, digest_size=16).hexdigest()
 
@@ -131,7 +136,7 @@ def parse(value: bytes | None, received_at: datetime) -> list[CanonicalEvent]:
             attributes={
                 "category": event.category,
                 "name": event.name,
-                "data": _encoder.encode(event.data).decode(),
+                "data": encoded_data(event).decode(),
             },
         )
     ]
