@@ -167,11 +167,28 @@ bodies = st.one_of(
 @seed(9)
 @given(
     body=bodies,
-    key=st.sampled_from(["", None, "da_nope", "\u00e9\u00ff", "x" * 5000]),
-    content_type=st.sampled_from(["application/json", "text/plain", "\u00ff"]),
+    key=st.sampled_from(["", None, "da_nope", "\u00e9\u00ff", "x" * 5000, "a b"]),
+    headers=st.dictionaries(
+        st.sampled_from(["Content-Type", "Content-Encoding", "X-Forwarded-For", "Authorization"]),
+        st.sampled_from(
+            [
+                "application/json",
+                "text/plain",
+                "gzip",
+                "\u00ff",
+                "Basic YTpi",
+                "Bearer",
+                "",
+                "x" * 4000,
+            ]
+        ),
+        max_size=3,
+    ),
 )
-def test_no_post_is_ever_a_500(door: Door, body: bytes, key: str | None, content_type: str) -> None:
-    door.post(body, key, **{"Content-Type": content_type})
+def test_no_post_is_ever_a_500(
+    door: Door, body: bytes, key: str | None, headers: dict[str, str]
+) -> None:
+    door.post(body, key, **headers)
 
 
 _cursor_docs = st.one_of(
