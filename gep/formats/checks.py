@@ -38,10 +38,8 @@ def in_utc(ts: datetime, field: str) -> datetime:
         ) from None
 
 
-def too_deep(detail: str = "") -> InvalidEvent:
-    return InvalidEvent(
-        "too_deep", detail or f"JSON nested deeper than {MAX_DEPTH} levels", field=None
-    )
+def too_deep(detail: str = "JSON nested deeper than the decoder allows") -> InvalidEvent:
+    return InvalidEvent("too_deep", detail)
 
 
 def bounded(parse: Callable[[In, datetime], R]) -> Callable[[In, datetime], R]:
