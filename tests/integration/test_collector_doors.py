@@ -98,6 +98,8 @@ def door(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "DA_DATABASE_SCHEMA": s.database_schema,
         "DA_COLLECTOR_PORT": str(port),
         "DA_COLLECTOR_RATE_LIMIT": "1e9",
+        # Unknown event types pass, so that arbitrary payloads reach every later check.
+        "DA_COLLECTOR_UNKNOWN_TYPES": "accept",
     }
     log = tmp_path_factory.mktemp("doors") / "collector.log"
     with log.open("wb") as out:
@@ -313,6 +315,12 @@ def event(**changes: Any) -> dict[str, Any]:
         (event(data={"host": "h", "path": "/\x00"}), 422, "bad_text"),
         (b'{"data": {"x": ' + b"[" * 955 + b"]" * 955 + b"}}", 422, "too_deep"),
         (b"[" * 10_000 + b"]" * 10_000, 422, "too_deep"),
+        # ~300 KB posted, ~1.1 MB once GEP re-encodes each 9e15 as 9000000000000000.0.
+        (
+            as_body(event(name="numbers", data={"n": [0] * 60_000})).replace(b"0, ", b"9e15,"),
+            413,
+            "event_too_large",
+        ),
     ],
 )
 def test_what_no_stage_could_keep_is_refused_at_the_door(
