@@ -81,7 +81,7 @@ def walk(value: Any, field: str, depth: int) -> None:
         if isinstance(v, str):
             if (why := _unstorable(v)) is not None:
                 raise InvalidEvent(
-                    "bad_text", f"{path or 'the value'} holds {why}", field=path or None
+                    "unstorable_text", f"{path or 'the value'} holds {why}", field=path or None
                 )
             continue
         if not isinstance(v, dict | list):
@@ -92,7 +92,9 @@ def walk(value: Any, field: str, depth: int) -> None:
             for k, item in v.items():
                 if (why := _unstorable(k)) is not None:
                     where = f"a key in {path}" if path else "a top-level key"
-                    raise InvalidEvent("bad_text", f"{where} holds {why}", field=path or None)
+                    raise InvalidEvent(
+                        "unstorable_text", f"{where} holds {why}", field=path or None
+                    )
                 stack.append((item, f"{path}.{k}" if path else k, d + 1))
         else:
             stack.extend((item, f"{path}[{i}]", d + 1) for i, item in enumerate(v))

@@ -267,10 +267,14 @@ def test_an_errors_row_names_only_an_authenticated_app_and_nothing_is_lost_silen
     assert stack.post({**good, "app": victim}, None).status_code == 401
     assert stack.post({**good, "app": victim * 300}, "da_forged").status_code == 401
     r = stack.post({**good, "data": {"host": "h", "path": "/\x00"}})
-    assert (r.status_code, r.json()["reason"], r.json()["field"]) == (422, "bad_text", "data.path")
+    assert (r.status_code, r.json()["reason"], r.json()["field"]) == (
+        422,
+        "unstorable_text",
+        "data.path",
+    )
     rows = stack.until("/v1/errors", lambda items: sum(marker in e["body"] for e in items) >= 3)
     mine = sorted((e["reason"], e["app"]) for e in rows if marker in e["body"])
-    assert mine == [("bad_text", "shop"), ("invalid_key", None), ("missing_key", None)]
+    assert mine == [("invalid_key", None), ("missing_key", None), ("unstorable_text", "shop")]
     assert stack.get("/v1/errors", app=victim).json()["errors"] == []
 
 

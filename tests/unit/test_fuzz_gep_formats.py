@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,6 +215,39 @@ def _xtss() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+@FUZZ
+@seed(9)
+@given(
+    value=st.one_of(
+        st.binary(max_size=300),
+        deep(),
+        st.builds(
+            lambda op, uid, v: f"{op} {uid} {v}".encode(errors="surrogatepass"),
+            st.sampled_from(["set-state", "set-flag", "x"]),
+            st.sampled_from(["uid://a/b/c", "\x00"]),
+            st.text(max_size=20),
+        ),
+    ),
+    stamp=st.sampled_from([0, -1, 1_600_000_000_000, 2**62, 2**63 - 1]),
+)
+def test_a_message_parse_on_arbitrary_bytes_and_broker_times(value: bytes, stamp: int) -> None:
+    """Formats that read the message itself (its place, the broker's time) too."""
+    for fmt in FORMATS:
+        if fmt.parse_message is not None:
+            try:
+                fmt.parse_message(StampedMessage(value, _offset=3, stamp=stamp), NOW)
+            except InvalidEvent as exc:
+                assert exc.reason
+
+
+@dataclass
+class StampedMessage(FakeMessage):
+    stamp: int = 0
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.stamp)  # a producer's CreateTime: any 64-bit value
+
+
 def test_every_format_has_a_shape() -> None:
     assert {f.name for f in FORMATS} == set(_shapes)
 
@@ -278,6 +312,11 @@ def test_deep_nesting_is_a_reason_not_a_crash(depth: int) -> None:
     "stamp", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"], ids=["min", "max"]
 )
 def test_a_timestamp_whose_utc_overflows_is_bad_timestamp(stamp: str) -> None:
+    command = {"id": "c", "operation": "clear-exec", "ousUID": "uid://a/b/c", "timestamp": stamp}
+    xtss = FakeMessage(json.dumps(command).encode(), _headers=[(FORMAT_HEADER, b"xtss")])
+    with pytest.raises(InvalidEvent) as info:
+        Gep(Topics("ns"), CODEC)(xtss)
+    assert (info.value.reason, info.value.field) == ("bad_timestamp", "timestamp")
     row = {"id": "1", "type": "Event::Welcome", "fulfillment_id": "f", "created_at": stamp}
     msg = FakeMessage(json.dumps(row).encode(), _headers=[(FORMAT_HEADER, b"proctoring.csv")])
     with pytest.raises(InvalidEvent) as info:
@@ -302,10 +341,10 @@ def test_text_postgresql_cannot_store_is_refused_naming_the_field(data: str, fie
     event = web_event(data)
     with pytest.raises(InvalidEvent) as info:
         web.decode_event(event.encode())  # as the collector sees it
-    assert (info.value.reason, info.value.field) == ("bad_text", field)
+    assert (info.value.reason, info.value.field) == ("unstorable_text", field)
     with pytest.raises(InvalidEvent) as info:  # as GEP sees it, inside the collector's record
         web.parse(web.envelope("shop", NOW, event.encode()), NOW)
-    assert info.value.reason == "bad_text"
+    assert info.value.reason == "unstorable_text"
     assert info.value.field in (field, f"event.{field}")
 
 
