@@ -112,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
         field = str(first.get("loc", ["", "?"])[-1])
         return _bad_query(query.BadQuery(field, f"{field}: {first.get('msg', 'invalid')}"))
 
-    limit = settings.collector_max_body_bytes
+    limit = collector.body_limit
 
     @api.post("/v1/events", status_code=202, openapi_extra=_POST_BODY)
     async def post_events(request: Request, authorization: str | None = Header(None)) -> Response:

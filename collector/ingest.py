@@ -5,15 +5,18 @@ Where each check lives, and why:
 
 - **here, synchronously** (the client can still be told, with the field): the body is JSON, one
   event object or a list of them; each event has the seed's fields with the right types
-  (``gep.formats.web.decode_event`` / ``check``, the same code GEP runs); its payload matches its
-  type's schema (``collector.eventtypes``); its timestamp is not ahead of the collector's clock by
-  more than ``DA_COLLECTOR_MAX_SKEW_S`` (only the receiver's clock at receipt is a fair judge:
-  checked later, the verdict would depend on how far behind the pipeline runs). A batch is
-  accepted whole or refused whole, so a client's retry never half-duplicates it.
+  (``gep.formats.web.decode_event`` / ``check``, the same code GEP runs), its payload nested at
+  most 64 deep and holding only text PostgreSQL can store; its payload matches its type's schema
+  (``collector.eventtypes``); its timestamp is not ahead of the collector's clock by more than
+  ``DA_COLLECTOR_MAX_SKEW_S`` (only the receiver's clock at receipt is a fair judge: checked
+  later, the verdict would depend on how far behind the pipeline runs); and every record a later
+  stage makes of it fits in ``DA_MAX_MESSAGE_BYTES`` (GEP re-encodes the payload, and a number
+  like ``9e15`` comes out as ``9000000000000000.0``). A batch is accepted whole or refused whole,
+  so a client's retry never half-duplicates it.
 - **in GEP**, again: the structural checks, for web records that reach the ingest topic by any
   other road; what fails there goes to GEP's dead-letter topic and the errors table.
-- **in the DEP**: only what the database itself refuses (a NUL in the payload), dead-lettered by
-  the store processor.
+- **in the DEP**: nothing the collector let through; a record from another road that the
+  database refuses is dead-lettered by the store processor.
 """
 
 from __future__ import annotations
@@ -30,10 +33,19 @@ from common.errors import InvalidEvent
 from common.topics import Topics
 from dep.collector_errors import COLLECTOR, H_APP, H_STATUS
 from gep.formats import web
+from gep.formats.checks import too_deep
 from gep.stage import FORMAT_HEADER
 
 _FORMAT = [(FORMAT_HEADER, web.NAME.encode())]
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+# What a record holds besides the posted event (envelope, key, headers) or besides the payload
+# (the canonical record's and the discrete event's other fields; a dead letter's headers): the
+# fields around it are bounded (ids 200 characters, labels 100, details 2,000 bytes).
+RECORD_HEADROOM = 8192
+# Re-encoding a payload grows it at most this much: only floats grow, "1e15" (4 bytes) becoming
+# "1000000000000000.0" (18). Below this a payload need not be re-encoded to know it fits.
+_MAX_GROWTH = 5
+_FIELD_KEPT = 200  # a field name is a path of keys the client chose: bounded in answers and rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,9 @@ class Rejection:
         return out
 
 
+_STATUS = {"bad_json": 400, "event_too_large": 413}
+
+
 class Rejected(Exception):
     def __init__(self, rejections: list[Rejection]) -> None:
         super().__init__(rejections[0].detail)
@@ -63,13 +78,21 @@ class Rejected(Exception):
 
 class Ingest:
     def __init__(
-        self, topics: Topics, types: EventTypes, *, max_skew_s: float, max_batch: int
+        self,
+        topics: Topics,
+        types: EventTypes,
+        *,
+        max_skew_s: float,
+        max_batch: int,
+        max_message_bytes: int,
     ) -> None:
         self.topic = topics.ingest
         self.dead_letter_topic = topics.dead_letter(COLLECTOR)
         self.types = types
         self.max_skew = timedelta(seconds=max_skew_s)
         self.max_batch = max_batch
+        # The largest posted event (and re-encoded payload) every later record can carry.
+        self.max_event_bytes = max_message_bytes - RECORD_HEADROOM
 
     def split(self, body: bytes) -> tuple[list[bytes], bool]:
         """The raw bytes of each event in the body, and whether it was one object (not a list)."""
@@ -90,6 +113,9 @@ class Ingest:
             items = _batch_decoder.decode(text)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise Rejected([Rejection(400, "bad_json", str(exc), body=body)]) from None
+        except RecursionError:
+            deep = too_deep()
+            raise Rejected([Rejection(422, deep.reason, deep.detail, body=body)]) from None
         if not items:
             raise Rejected([Rejection(400, "empty_batch", "the list holds no event", body=body)])
         if len(items) > self.max_batch:
@@ -116,10 +142,12 @@ class Ingest:
                         field="timestamp",
                     )
                 self.types.check(event.category, event.name, event.data)
+                self._check_size(event, raw)
             except InvalidEvent as exc:
-                status = 400 if exc.reason == "bad_json" else 422
+                status = _STATUS.get(exc.reason, 422)
                 index = None if single else i
-                rejections.append(Rejection(status, exc.reason, exc.detail, exc.field, index, raw))
+                field = exc.field[:_FIELD_KEPT] if exc.field else None
+                rejections.append(Rejection(status, exc.reason, exc.detail, field, index, raw))
                 continue
             records.append(
                 Record(self.topic, event.session_id.encode(), web.envelope(app, now, raw), _FORMAT)
@@ -127,6 +155,17 @@ class Ingest:
         if rejections:
             raise Rejected(rejections)
         return records
+
+    def _check_size(self, event: web.WebEvent, raw: bytes) -> None:
+        limit = self.max_event_bytes
+        if len(raw) > limit:
+            raise InvalidEvent("event_too_large", f"the event is over {limit} bytes", field=None)
+        if len(raw) * _MAX_GROWTH > limit and len(web.encoded_data(event)) > limit:
+            raise InvalidEvent(
+                "event_too_large",
+                f"data re-encoded (numbers in full) is over {limit} bytes",
+                field="data",
+            )
 
     def dead_letter(self, r: Rejection, app: str | None, now: datetime) -> Record:
         headers = [

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from common.runloop import Headers
 
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 class NotAcknowledged(Exception):
     """The broker did not acknowledge every record of a request (in time)."""
+
+
+class TooLarge(NotAcknowledged):
+    """A record is over the producer's or the broker's message size limit: it never will be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,8 @@ class _Acks:
             return
         if self.error is None:
             self.future.set_result(None)
+        elif self.error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            self.future.set_exception(TooLarge(self.error.str()))
         else:
             self.future.set_exception(NotAcknowledged(self.error.str()))
 
@@ -72,7 +78,9 @@ class AsyncProducer:
 
     async def send(self, records: Sequence[Record], timeout_s: float) -> None:
         """Produce ``records`` and wait until the broker has all of them (acks=all). Raises
-        ``NotAcknowledged`` on a delivery error, a full local queue or the timeout."""
+        ``NotAcknowledged`` on a delivery error, a full local queue or the timeout; ``TooLarge``
+        when a record is over the size limit (the caller checks sizes first, so that a refused
+        batch has sent nothing)."""
         if not records:
             return
         acks = _Acks(asyncio.get_running_loop(), len(records))
@@ -85,6 +93,12 @@ class AsyncProducer:
                 # may still be delivered; the client's resend is deduplicated downstream.
                 acks.future.cancel()  # so that their callbacks settle nothing
                 raise NotAcknowledged("the producer queue is full") from None
+            except KafkaException as exc:
+                acks.future.cancel()
+                error = exc.args[0]
+                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise TooLarge(f"{len(r.value)} bytes: {error.str()}") from None
+                raise NotAcknowledged(error.str()) from None
         try:
             # On timeout wait_for cancels the future; late callbacks then find it done.
             await asyncio.wait_for(acks.future, timeout_s)

@@ -38,38 +38,72 @@ def parse_time(value: str | None, field: str) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
-def encode_cursor(at: Any, key: Any) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode([at.isoformat(), key])).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, Any]:
-    try:
-        at, key = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), key
-    except Exception:
-        raise BadQuery("cursor", "cursor is not one this API handed out") from None
-
-
 @dataclass(frozen=True)
 class Table:
     name: str
     time: str  # the time column: filter and first sort key
     key: str  # the unique tie-breaker: second sort key
+    key_type: type[str] | type[int]
     columns: tuple[str, ...]
+    # jsonb columns, read as their text and passed through untouched: the API never parses a
+    # stored payload (cheaper, and no payload is too deep for it to answer).
+    json: tuple[str, ...] = ()
 
 
 EVENTS = Table(
     "web_events",
     "occurred_at",
     "event_id",
+    str,
     ("event_id", "session_id", "app", "category", "name", "occurred_at", "received_at", "data"),
+    json=("data",),
 )
 ERRORS = Table(
     "collector_errors",
     "failed_at",
     "id",
-    ("id", "stage", "app", "status", "reason", "detail", "field", "body", "failed_at"),
+    int,
+    (
+        "id",
+        "stage",
+        "app",
+        "status",
+        "reason",
+        "detail",
+        "field",
+        "body",
+        "body_bytes",
+        "failed_at",
+    ),
 )
+_BIGINT = range(-(2**63), 2**63)
+# The cursor of a page: which table, and the last row's time and key. Typed, so that a forged
+# one is a 400 here rather than a type error in the database.
+_Cursor = tuple[str, datetime, str | int]
+_cursor_decoder = msgspec.json.Decoder(_Cursor)
+
+
+def encode_cursor(table: Table, at: Any, key: Any) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode([table.name, at, key])).decode()
+
+
+def decode_cursor(table: Table, cursor: str) -> tuple[datetime, str | int]:
+    try:
+        name, at, key = _cursor_decoder.decode(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, msgspec.DecodeError):  # binascii.Error is a ValueError
+        raise BadQuery("cursor", "cursor is not one this API handed out") from None
+    if name != table.name or type(key) is not table.key_type:
+        raise BadQuery("cursor", "cursor belongs to another endpoint") from None
+    if isinstance(key, int) and key not in _BIGINT:
+        raise BadQuery("cursor", "cursor is not one this API handed out") from None
+    return at, key
+
+
+def _text(value: str, field: str) -> str:
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL, so no stored value equals it; psycopg would refuse it.
+        raise BadQuery(field, f"{field} contains a NUL character")
+    return value
 
 
 async def page(
@@ -91,16 +125,19 @@ async def page(
     for column, value in equal.items():
         if value is not None:
             where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            args.append(value)
+            args.append(_text(value, column))
     for bound, op in ((parse_time(since, "since"), ">="), (parse_time(until, "until"), "<=")):
         if bound is not None:
             where.append(sql.SQL("{} {} %s").format(t, sql.SQL(op)))
             args.append(bound)
     if cursor is not None:
         where.append(sql.SQL("({}, {}) > (%s, %s)").format(t, k))
-        args.extend(decode_cursor(cursor))
+        args.extend(decode_cursor(table, cursor))
     query = sql.SQL("SELECT {} FROM {} {} ORDER BY {}, {} LIMIT %s").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
+        sql.SQL(", ").join(
+            sql.SQL("{}::text").format(sql.Identifier(c)) if c in table.json else sql.Identifier(c)
+            for c in table.columns
+        ),
         sql.Identifier(table.name),
         sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
         t,
@@ -109,7 +146,10 @@ async def page(
     cur = await conn.execute(query, [*args, limit + 1])
     rows: Sequence[tuple[object, ...]] = await cur.fetchall()
     items = [dict(zip(table.columns, r, strict=True)) for r in rows[:limit]]
+    for item in items:
+        for c in table.json:
+            item[c] = msgspec.Raw(str(item[c]).encode())
     more = len(rows) > limit
     last = items[-1] if items else None
-    next_cursor = encode_cursor(last[table.time], last[table.key]) if more and last else None
+    next_cursor = encode_cursor(table, last[table.time], last[table.key]) if more and last else None
     return items, next_cursor

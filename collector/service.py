@@ -15,11 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from collector import apps
 from collector.eventtypes import DEFAULT_DIR, EventTypes
-from collector.ingest import Ingest, Rejected, Rejection
-from collector.produce import AsyncProducer, NotAcknowledged
+from collector.ingest import RECORD_HEADROOM, Ingest, Rejected, Rejection
+from collector.produce import AsyncProducer, NotAcknowledged, TooLarge
 from collector.ratelimit import RateLimits
 from common.kafka import make_collector_producer
-from common.settings import Settings
+from common.settings import Settings, SettingsError
 from common.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,19 @@ class Answer:
 
 class Unavailable(Exception):
     """Kafka did not acknowledge in time: 503 with Retry-After."""
+
+
+def body_limit(settings: Settings) -> int:
+    """The largest body answered other than 413: ``DA_COLLECTOR_MAX_BODY_BYTES``, but never more
+    than a record can carry (``DA_MAX_MESSAGE_BYTES`` less the room for headers), so that even a
+    refused body is kept whole in its dead letter."""
+    limit = min(settings.collector_max_body_bytes, settings.max_message_bytes - RECORD_HEADROOM)
+    if limit < 1024:
+        raise SettingsError(
+            f"DA_MAX_MESSAGE_BYTES={settings.max_message_bytes} leaves no room for an event: "
+            f"the collector needs at least {1024 + RECORD_HEADROOM}"
+        )
+    return limit
 
 
 class Metrics:
@@ -73,7 +86,9 @@ class Collector:
             types,
             max_skew_s=settings.collector_max_skew_s,
             max_batch=settings.collector_max_batch,
+            max_message_bytes=settings.max_message_bytes,
         )
+        self.body_limit = body_limit(settings)
         self.limits = RateLimits(settings.collector_rate_limit)
         self.anonymous = RateLimits(ANONYMOUS_RECORD_RATE)
         self.metrics = Metrics()
@@ -89,7 +104,12 @@ class Collector:
             s.database_url,
             min_size=1,
             max_size=4,
-            kwargs={"options": f"-c search_path={s.database_schema}", "autocommit": True},
+            # UTC: every stored time is one Python can represent (in a zone west of UTC,
+            # 0001-01-01T00:00Z would read back as a date before year 1).
+            kwargs={
+                "options": f"-c search_path={s.database_schema} -c timezone=UTC",
+                "autocommit": True,
+            },
             timeout=s.io_timeout_s,
             open=False,
         )
@@ -147,6 +167,16 @@ class Collector:
         assert self.producer is not None
         try:
             await self.producer.send(records, self.settings.collector_ack_timeout_s)
+        except TooLarge as exc:
+            # ``prepare`` sized every record against DA_MAX_MESSAGE_BYTES: the broker's limit is
+            # lower than that setting says.
+            log.error(
+                "the broker refused a record as too large; is DA_MAX_MESSAGE_BYTES above "
+                "the topic's max.message.bytes? %s",
+                exc,
+            )
+            r = Rejection(413, "event_too_large", f"the broker refused it: {exc}")
+            return await self.reject([r], app.name, now)
         except NotAcknowledged as exc:
             log.warning(
                 "post of %d events from %s not acknowledged: %s", len(records), app.name, exc
@@ -174,12 +204,12 @@ class Collector:
         letters = [self.ingest.dead_letter(r, app, now) for r in rejections]
         try:
             await self.producer.send(letters, self.settings.collector_ack_timeout_s)
-        except NotAcknowledged as exc:
+        except NotAcknowledged as exc:  # TooLarge too: the answer must not become a 500
             # The client gets its 4xx all the same: its request was wrong either way.
             log.warning("could not record %d rejected events: %s", len(letters), exc)
 
     async def oversized(self, app: str | None, head: bytes) -> Answer:
-        limit = self.settings.collector_max_body_bytes
+        limit = self.body_limit
         r = Rejection(
             413,
             "body_too_large",

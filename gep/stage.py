@@ -14,6 +14,7 @@ from common.runloop import Message
 from common.topics import Topics
 from common.transactional import Output
 from gep.formats import BY_NAME, FORMATS, Format
+from gep.formats.checks import too_deep
 from gep.formats.rejected import Rejected
 
 STAGE = "gep"
@@ -28,11 +29,13 @@ def detect(value: bytes | None) -> Format:
         raise InvalidEvent("empty", "the event has no body")
     try:
         obj = msgspec.json.decode(value or b"")
+        for fmt in FORMATS:
+            if fmt.looks_like(obj):
+                return fmt
     except msgspec.DecodeError as exc:
         raise InvalidEvent("bad_json", str(exc)) from None
-    for fmt in FORMATS:
-        if fmt.looks_like(obj):
-            return fmt
+    except RecursionError:  # while decoding, or printing a deep value in ``looks_like``
+        raise too_deep() from None
     raise InvalidEvent("unknown_format", "the event matches no known raw format")
 
 

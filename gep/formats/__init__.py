@@ -15,6 +15,7 @@ from datetime import datetime
 from common.events import CanonicalEvent
 from common.runloop import Message
 from gep.formats import (
+    checks,
     gooru_logapi,
     gooru_logwriter,
     gooru_system,
@@ -34,8 +35,14 @@ class Format:
     parse_message: Callable[[Message, datetime], Sequence[CanonicalEvent | Rejected]] | None = None
 
 
+# ``bounded``: JSON nested too deep for the decoder is a rejection, in every format.
 FORMATS: tuple[Format, ...] = tuple(
-    Format(m.NAME, m.looks_like, m.parse, getattr(m, "parse_message", None))
+    Format(
+        m.NAME,
+        m.looks_like,
+        checks.bounded(m.parse),
+        checks.bounded(m.parse_message) if hasattr(m, "parse_message") else None,
+    )
     for m in (proctoring, gooru_logapi, gooru_logwriter, gooru_system, partner_edmobile, web, xtss)
 )
 BY_NAME = {f.name: f for f in FORMATS}

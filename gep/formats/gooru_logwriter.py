@@ -50,7 +50,7 @@ class Context(msgspec.Struct):
 class Result(msgspec.Struct):
     score: float | None = None
     maxScore: float | None = None
-    timeSpent: int | None = None
+    timeSpent: r.Long | None = None
     reaction: int | None = None
     answerStatus: Id = None
 

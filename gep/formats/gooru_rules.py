@@ -7,7 +7,7 @@ Not a format itself: ``gooru_logapi``, ``gooru_logwriter`` and the partner trans
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -38,6 +38,8 @@ def invalid_shape(exc: msgspec.ValidationError, prefix: str = "") -> InvalidEven
 
 
 T = TypeVar("T")
+# An integer that reaches a canonical record: Avro's long. JSON (and msgspec) allow more.
+Long = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 def decode(decoder: msgspec.json.Decoder[T], value: bytes | None, prefix: str = "") -> T:

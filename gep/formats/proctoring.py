@@ -8,12 +8,13 @@ given) and optionally ``created_by_id``; every other column is carried in ``attr
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent
+from gep.formats.checks import in_utc
 
 NAME = "proctoring.csv"
 _TYPE_RE = re.compile(r"^Event::[A-Za-z][A-Za-z0-9]*$")
@@ -66,7 +67,7 @@ def parse_time(raw: str, name: str = "created_at") -> datetime:
         raise InvalidEvent(
             "bad_timestamp", f"{name}={raw!r} is not YYYY-MM-DD HH:MM:SS[.ffffff]", field=name
         ) from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return in_utc(ts, name)
 
 
 def _required(row: dict[str, _Scalar], name: str) -> str:

@@ -13,13 +13,14 @@ none).
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent
+from gep.formats import checks
 
 NAME = "web"
 ENTITY = "web_session"
@@ -48,10 +49,13 @@ _envelope_decoder = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
 
 
-def decode_event(raw: bytes | msgspec.Raw) -> WebEvent:
-    """Typed decode of one posted event; the error names the field (``$.data`` and the like)."""
+def decode_event(raw: bytes) -> WebEvent:
+    """Typed decode of one posted event, its payload bounded in depth and holding only text
+    PostgreSQL can store; the error names the field (``data.form.name`` and the like)."""
     try:
-        return _event_decoder.decode(raw)
+        event = _event_decoder.decode(raw)
+    except RecursionError:
+        raise checks.too_deep() from None
     except msgspec.ValidationError as exc:
         text = str(exc)
         field = text.rsplit("at `$.", 1)[1].rstrip("`") if "at `$." in text else None
@@ -60,7 +64,10 @@ def decode_event(raw: bytes | msgspec.Raw) -> WebEvent:
         reason = "missing_field" if "missing required field" in text else "bad_type"
         raise InvalidEvent(reason, text, field=field) from None
     except msgspec.DecodeError as exc:
+        checks.explain_undecodable(raw)
         raise InvalidEvent("bad_json", str(exc)) from None
+    checks.check_json(event.data, raw, "data", 2)
+    return event
 
 
 def _label(value: str, field: str, limit: int) -> None:
@@ -81,8 +88,12 @@ def check(event: WebEvent) -> datetime:
     _label(event.name, "name", _MAX_LABEL)
     if not event.data:
         raise InvalidEvent("empty_payload", "data is an empty object", field="data")
-    ts = event.timestamp
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return checks.in_utc(event.timestamp, "timestamp")
+
+
+def encoded_data(event: WebEvent) -> bytes:
+    """The payload as GEP passes it on: re-encoded, numbers in full."""
+    return _encoder.encode(event.data)
 
 
 def event_id(app: str, raw: bytes) -> str:
@@ -104,7 +115,10 @@ def parse(value: bytes | None, received_at: datetime) -> list[CanonicalEvent]:
         raise InvalidEvent("empty", "the event has no body")
     try:
         env = _envelope_decoder.decode(value)
+    except RecursionError:
+        raise checks.too_deep() from None
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        checks.explain_undecodable(value)
         raise InvalidEvent("bad_envelope", f"not a collector record: {exc}") from None
     raw = bytes(env.event)
     event = decode_event(raw)
@@ -117,12 +131,12 @@ def parse(value: bytes | None, received_at: datetime) -> list[CanonicalEvent]:
             entity_type=ENTITY,
             entity_id=event.session_id,
             occurred_at=occurred_at,
-            received_at=env.received_at.astimezone(UTC),
+            received_at=checks.in_utc(env.received_at, "received_at"),
             actor_id=env.app,
             attributes={
                 "category": event.category,
                 "name": event.name,
-                "data": _encoder.encode(event.data).decode(),
+                "data": encoded_data(event).decode(),
             },
         )
     ]

@@ -25,6 +25,7 @@ from common.errors import InvalidEvent
 from common.events import CanonicalEvent, Impact
 from common.runloop import Message
 from gep.formats import gooru_rules as r
+from gep.formats.checks import in_utc
 from gep.formats.rejected import Rejected
 
 NAME = "xtss"
@@ -75,7 +76,10 @@ def broker_time(msg: Message, default: datetime) -> datetime:
     if not callable(stamp):
         return default
     kind, ms = stamp()
-    return datetime.fromtimestamp(ms / 1000, UTC) if kind and ms > 0 else default
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC) if kind and ms > 0 else default
+    except (OverflowError, ValueError, OSError):  # a producer may set any CreateTime
+        return default
 
 
 def parse_text(value: bytes) -> Command:
@@ -147,4 +151,4 @@ def _time(raw: int | str | None, default: datetime) -> datetime:
         raise InvalidEvent(
             "bad_timestamp", f"timestamp={raw!r} is not epoch ms or ISO 8601", field="timestamp"
         ) from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return in_utc(ts, "timestamp")

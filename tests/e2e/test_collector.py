@@ -256,6 +256,28 @@ def test_each_bad_post_gets_its_status_and_lands_in_the_errors_table(stack: Stac
     assert "revoked" in listed and revoked_key not in listed
 
 
+def test_an_errors_row_names_only_an_authenticated_app_and_nothing_is_lost_silently(
+    stack: Stack,
+) -> None:
+    marker = uuid.uuid4().hex
+    victim = f"victim-{marker}"
+    good = {**SEED[0], "session_id": marker}
+    # Unauthenticated bodies that claim an app (one long enough to overflow an index), then
+    # a NUL in a payload from a real app: refused at the door, not accepted and lost later.
+    assert stack.post({**good, "app": victim}, None).status_code == 401
+    assert stack.post({**good, "app": victim * 300}, "da_forged").status_code == 401
+    r = stack.post({**good, "data": {"host": "h", "path": "/\x00"}})
+    assert (r.status_code, r.json()["reason"], r.json()["field"]) == (
+        422,
+        "unstorable_text",
+        "data.path",
+    )
+    rows = stack.until("/v1/errors", lambda items: sum(marker in e["body"] for e in items) >= 3)
+    mine = sorted((e["reason"], e["app"]) for e in rows if marker in e["body"])
+    assert mine == [("invalid_key", None), ("missing_key", None), ("unstorable_text", "shop")]
+    assert stack.get("/v1/errors", app=victim).json()["errors"] == []
+
+
 def test_a_bad_web_record_found_later_by_gep_is_an_error_too(stack: Stack) -> None:
     marker = uuid.uuid4().hex
     record = json.dumps(

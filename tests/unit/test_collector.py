@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from collector.eventtypes import DEFAULT_DIR, EventTypes
-from collector.ingest import Ingest, Rejected
+from collector.ingest import Ingest, Rejected, Rejection
 from collector.produce import AsyncProducer, NotAcknowledged, Record
 from collector.ratelimit import RateLimits, TokenBucket
 from common.topics import Topics
@@ -52,7 +52,7 @@ TYPES = EventTypes.load(DEFAULT_DIR, accept_unknown=False)
 
 
 def ingest(types: EventTypes = TYPES) -> Ingest:
-    return Ingest(Topics("t"), types, max_skew_s=60, max_batch=10)
+    return Ingest(Topics("t"), types, max_skew_s=60, max_batch=10, max_message_bytes=100_000)
 
 
 def prepare(body: bytes, i: Ingest | None = None) -> list[Record]:
@@ -90,6 +90,13 @@ def event(**changes: Any) -> bytes:
     return json.dumps({**SEED[0], **changes}).encode()
 
 
+def nested(depth: int) -> bytes:
+    """An event whose payload holds a list nested ``depth`` deep (too deep for json.dumps)."""
+    return event(data={"host": "h", "x": 0}).replace(
+        b'"x": 0', b'"x": ' + b"[" * depth + b"]" * depth
+    )
+
+
 @pytest.mark.parametrize(
     "body,expected",
     [
@@ -110,6 +117,16 @@ def event(**changes: Any) -> bytes:
         (event(data={"host": "h", "path": "no-slash"}), (422, "bad_payload", "data.path", None)),
         (event(name="nonesuch"), (422, "unknown_event_type", "name", None)),
         (json.dumps([SEED[0]] * 11).encode(), (413, "batch_too_large", None, None)),
+        # What no later stage could carry or store is refused here, not accepted and lost.
+        (event(timestamp="0001-01-01T00:30:00+01:00"), (422, "bad_timestamp", "timestamp", None)),
+        (event(timestamp="9999-12-31T23:59:59-01:00"), (422, "bad_timestamp", "timestamp", None)),
+        (event(data={"host": "h", "path": "/\x00"}), (422, "unstorable_text", "data.path", None)),
+        (event(data={"host": "h", "q\x00": 1}), (422, "unstorable_text", "data", None)),
+        (event(data={"host": "h", "x": "\udc80"}), (422, "unstorable_text", "data.x", None)),
+        (nested(100), (422, "too_deep", None, None)),
+        (nested(955), (422, "too_deep", None, None)),
+        (nested(10_000), (422, "too_deep", None, None)),
+        (b"[" * 10_000 + b"]" * 10_000, (422, "too_deep", None, None)),
     ],
 )
 def test_each_fault_has_its_status_reason_and_field(
@@ -133,6 +150,16 @@ def test_a_batch_is_refused_whole_naming_each_bad_event() -> None:
         (422, "empty_payload", "data", 1),
         (422, "bad_type", "name", 3),
     ]
+
+
+def test_an_event_gep_could_not_carry_once_re_encoded_is_413() -> None:
+    # ~36 KB posted; each 9e15 comes out of GEP as 9000000000000000.0: ~114 KB, over the
+    # 100,000-byte records this collector's stages may produce.
+    lenient = ingest(EventTypes.load(DEFAULT_DIR, accept_unknown=True))
+    body = event(name="nonesuch", data={"n": [9e15] * 6000}).replace(b"9000000000000000.0", b"9e15")
+    assert len(body) < 40_000
+    assert faults(body, lenient) == [(413, "event_too_large", "data", None)]
+    assert prepare(event(name="nonesuch", data={"n": [9e15] * 1000}), lenient)
 
 
 def test_unknown_types_pass_when_configured() -> None:
@@ -168,8 +195,40 @@ def test_a_dead_letter_of_the_collector_becomes_an_error_row() -> None:
 
 def test_gep_dead_letters_name_the_app_from_the_record() -> None:
     value = web.envelope("shop", NOW, b'{"session_id": 1}')
-    row = to_record(FakeMessage(value, _headers=[("da-reason", b"bad_type")]))
+    headers = [("da-reason", b"bad_type"), ("da-stage", b"gep"), (FORMAT_HEADER, b"web")]
+    row = to_record(FakeMessage(value, _headers=headers))
     assert (row.app, row.reason) == ("shop", "bad_type")
+    # Only the collector's own records name an authenticated app.
+    other = to_record(FakeMessage(value, _headers=[("da-stage", b"gep")]))
+    assert other.app is None
+
+
+def test_an_unauthenticated_body_never_names_the_app_of_its_error_row() -> None:
+    i = ingest()
+    claim = json.dumps({**SEED[0], "app": "victim", "data": {}}).encode()
+    letter = i.dead_letter(Rejection(401, "missing_key", "no key", body=claim), None, NOW)
+    row = to_record(FakeMessage(letter.value, _headers=letter.headers))
+    assert (row.app, row.status, row.reason) == (None, 401, "missing_key")
+    assert json.loads(row.body)["app"] == "victim"  # kept, but only inside the body
+
+
+def test_an_error_row_is_bounded_and_storable_whatever_the_dead_letter_holds() -> None:
+    body = b'{"app": "' + b"a" * 20_000 + b'", "x": "\x00"}' + b"z" * 100_000
+    headers = [
+        ("da-stage", b"collector"),
+        ("da-app", b"b" * 10_000),
+        ("da-reason", b"r" * 10_000),
+        ("da-status", b"99999999999"),
+        ("da-field", b"f\x00" * 10_000),
+        ("da-detail", b"d" * 10_000),
+        ("da-failed-at", b"0001-01-01T00:30:00+01:00"),
+    ]
+    row = to_record(FakeMessage(body, _headers=headers))
+    assert row.body_bytes == len(body) and len(row.body) <= 65536
+    texts = [row.stage, row.app, row.reason, row.detail, row.field, row.body]
+    assert all(t is not None and "\x00" not in t for t in texts)
+    assert max(len(t or "") for t in texts[:5]) <= 2000 and row.status is None
+    assert len(row.app or "") <= 200 and len(row.reason) <= 100
 
 
 def test_token_bucket_refuses_past_the_rate_and_says_when_to_retry() -> None:
