@@ -48,6 +48,7 @@ def run_transform(
         timeout_s=settings.io_timeout_s,
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
         stop=stop,
+        max_message_bytes=settings.max_message_bytes,
     )
     stats = _consume(settings, stage, settings.group_id(stage), processor, inputs, stop, limits)
     log.info(
@@ -78,10 +79,13 @@ def run_store(
     topics = Topics(settings.namespace)
     group = settings.group_id(stage)
     producer = make_producer(settings)
+    limit = DeadLetterLimit(settings.dead_letter_max_ratio)
     relay = (
         None
         if outbox_owner is None
-        else _relay(settings, stage, outbox_owner, producer, exactly_once=outbox_exactly_once)
+        else _relay(
+            settings, stage, outbox_owner, producer, limit, exactly_once=outbox_exactly_once
+        )
     )
     processor: StoreProcessor[Any] = StoreProcessor(
         stage,
@@ -91,9 +95,10 @@ def run_store(
         producer,
         topics.dead_letter(stage),
         timeout_s=settings.io_timeout_s,
-        limit=DeadLetterLimit(settings.dead_letter_max_ratio),
+        limit=limit,
         stop=stop,
         after_commit=None if relay is None else relay.relay,
+        max_message_bytes=settings.max_message_bytes,
     )
     stats = _consume(settings, stage, group, processor, inputs, stop, limits)
     log.info(
@@ -106,10 +111,16 @@ def run_store(
 
 
 def _relay(
-    settings: Settings, stage: str, owner: str, producer: Producer, *, exactly_once: bool
+    settings: Settings,
+    stage: str,
+    owner: str,
+    producer: Producer,
+    limit: DeadLetterLimit,
+    *,
+    exactly_once: bool,
 ) -> OutboxRelay:
     if not exactly_once:
-        return OutboxRelay(owner, producer, timeout_s=settings.io_timeout_s)
+        return OutboxRelay(owner, producer, timeout_s=settings.io_timeout_s, limit=limit)
     # Its own transactional producer (the stage's dead letters are not part of its
     # transactions) and a marker group beside the stage's.
     marker = RelayMarker(
@@ -121,6 +132,7 @@ def _relay(
         make_producer(settings, transactional_id=transactional_id(settings, stage) + ".outbox"),
         timeout_s=settings.io_timeout_s,
         marker=marker,
+        limit=limit,
     )
 
 
