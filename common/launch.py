@@ -11,9 +11,10 @@ from typing import Any
 
 from common import db
 from common.deadletter import DeadLetterLimit
+from common.guard import Condemning, Guarded
 from common.kafka import check_kafka, make_consumer, make_producer
 from common.outbox import OutboxRelay, RelayMarker
-from common.runloop import Processor, Producer, RunStats, Stopper, run
+from common.runloop import Producer, RunStats, Stopper, run
 from common.settings import Settings
 from common.store import StoreHandler, StoreProcessor
 from common.topics import Topics
@@ -140,16 +141,25 @@ def _consume(
     settings: Settings,
     stage: str,
     group: str,
-    processor: Processor,
+    processor: Condemning,
     inputs: list[str],
     stop: Stopper,
     limits: dict[str, Any],
 ) -> RunStats:
-    """The stage's consumer, handed with its processor to the one run loop."""
+    """The stage's consumer, handed with its processor (behind the crash-loop guard) to the one
+    run loop."""
     log.info("%s: consuming %s", stage, ", ".join(inputs))
+    guarded = Guarded(
+        processor,
+        group,
+        # Short: the guard is best-effort, a database away must not slow the stage down.
+        lambda: db.connect(settings, autocommit=True, timeout_s=3),
+        max_crashes=settings.max_crashes,
+        crash_marker=settings.test_crash_marker,
+    )
     return run(
         make_consumer(settings, group),
-        processor,
+        guarded,
         inputs,
         batch_size=settings.batch_size,
         poll_timeout_s=settings.poll_timeout_s,
