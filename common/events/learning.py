@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from common.codec import Codec
+from common.errors import InvalidEvent
 from common.events.canonical import Lineage
 
 USAGE_DE = "de/usage"
@@ -73,6 +74,12 @@ class UsageEvent:
     @classmethod
     def decode(cls, codec: Codec, data: bytes | None) -> UsageEvent:
         r = codec.decode(USAGE_DE, data)
+        parts = str(r["name"]).split(".")
+        if len(parts) != 3 or parts[0] != "usage" or not all(parts):
+            # Every DEP reads the object and the metric off the name.
+            raise InvalidEvent(
+                "bad_value", f"{r['name']!r} is not usage.<object>.<metric>", field="name"
+            )
         return cls(**{**r, "lineage": Lineage.from_avro(r["lineage"])})
 
 
