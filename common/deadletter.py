@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from common.errors import InvalidEvent
-from common.runloop import Message
+from confluent_kafka import KafkaError
+
+from common import faults
+from common.errors import InvalidEvent, TransientError
+from common.runloop import Headers, Message, Producer
 from common.settings import Settings
 
 H_REASON = "da-reason"
@@ -145,6 +148,50 @@ def dead_letter(
         extra=extra,
         max_bytes=max_bytes,
     )
+
+
+def stripped(dl: DeadLetter) -> DeadLetter:
+    """A dead letter the broker refused even so (its limit is below ``DA_MAX_MESSAGE_BYTES``):
+    the headers that say why, and what was cut, without the value."""
+    ours = [(k, v) for k, v in dl.headers if k in METADATA and k != H_TRUNCATED]
+    if header(dl.headers, H_LENGTH) is None:
+        whole = dl.value or b""
+        ours += [(H_LENGTH, str(len(whole)).encode())]
+        ours += [(H_SHA256, hashlib.sha256(whole).hexdigest().encode())]
+    return DeadLetter(dl.key, b"", [*ours, (H_TRUNCATED, b"true")])
+
+
+def deliver(
+    producer: Producer,
+    records: Sequence[tuple[str, bytes | None, bytes | None, Headers]],
+    timeout_s: float,
+) -> list[int]:
+    """Produce ``records`` (topic, key, value, headers) and wait until the broker has every one.
+    Returns the indexes of those it refused for what they are (``common.faults``: too large,
+    invalid); raises ``TransientError`` when any was not delivered for another reason."""
+    refused: list[int] = []
+    failed: list[str] = []
+
+    def report(i: int) -> Callable[[KafkaError | None, object], None]:
+        def delivered(err: KafkaError | None, _msg: object) -> None:
+            if err is None:
+                return
+            if faults.kafka_verdict(err) is faults.Verdict.DATA:
+                refused.append(i)
+            else:
+                failed.append(err.str())
+
+        return delivered
+
+    for i, (topic, key, value, headers) in enumerate(records):
+        producer.produce(topic, value, key, headers=headers, on_delivery=report(i))
+    remaining = producer.flush(timeout_s)
+    if remaining or failed:
+        raise TransientError(
+            f"{remaining + len(failed)} of {len(records)} records not acknowledged by the broker"
+            + (f": {failed[0]}" if failed else "")
+        )
+    return sorted(refused)
 
 
 def header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:

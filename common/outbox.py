@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import psycopg
 from confluent_kafka import TopicPartition
 
-from common.deadletter import DEFAULT_MAX_BYTES, H_REASON, DeadLetterLimit, record_size
+from common.deadletter import DEFAULT_MAX_BYTES, H_REASON, DeadLetterLimit, deliver, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Headers, Producer
 
@@ -183,14 +183,16 @@ class OutboxRelay:
                 if not rows:
                     break
                 # Step 2
+                records = []
                 for _id, topic, key, value, names, values in rows:
                     headers: Headers = list(zip(names, values, strict=True))  # type: ignore[call-overload]
                     if self.limit is not None and H_REASON in names:  # type: ignore[operator]
                         self.limit.record(True)
-                    self.producer.produce(str(topic), value, key, headers=headers)  # type: ignore[arg-type]
-                remaining = self.producer.flush(self.timeout_s)
-                if remaining:
-                    raise TransientError(f"{remaining} outbox messages not acknowledged")
+                    records.append((str(topic), key, value, headers))
+                if deliver(self.producer, records, self.timeout_s):  # type: ignore[arg-type]
+                    # Outbox.add keeps what is too large out; a broker below the setting
+                    # refuses even so: the rows stay, and the operator sees this line.
+                    raise TransientError("the broker refused outbox messages (too large?)")
                 # Step 3
                 conn.execute("DELETE FROM da_outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
             sent += len(rows)

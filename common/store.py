@@ -33,11 +33,17 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from common import faults
-from common.deadletter import DEFAULT_MAX_BYTES, DeadLetter, DeadLetterLimit, dead_letter
+from common.deadletter import (
+    DEFAULT_MAX_BYTES,
+    DeadLetter,
+    DeadLetterLimit,
+    dead_letter,
+    deliver,
+    stripped,
+)
 from common.errors import InvalidEvent, TransientError
 from common.runloop import (
     Consumer,
-    Headers,
     Message,
     Producer,
     Stopper,
@@ -278,14 +284,21 @@ class StoreProcessor(Generic[E]):
                 )
 
     def _publish(self, letters: list[DeadLetter]) -> None:
+        """Every dead letter acknowledged, or the batch is retried; one the broker refuses for
+        its size goes again as headers only."""
         if not letters:
             return
-        for dl in letters:
-            hdrs: Headers = list(dl.headers)
-            self.producer.produce(self.dead_letter_topic, dl.value, dl.key, headers=hdrs)
-        remaining = self.producer.flush(self.timeout_s)
-        if remaining:
-            raise TransientError(f"{remaining} dead letters not acknowledged by the broker")
+        refused = self._deliver(letters)
+        if refused and self._deliver([stripped(letters[i]) for i in refused]):
+            raise TransientError("the broker refuses even a dead letter without its value")
+
+    def _deliver(self, letters: list[DeadLetter]) -> list[int]:
+        topic = self.dead_letter_topic
+        records = [
+            (topic, dl.key, dl.value, list[tuple[str, str | bytes | None]](dl.headers))
+            for dl in letters
+        ]
+        return deliver(self.producer, records, self.timeout_s)
 
     def _reload(self, consumer: Consumer) -> None:
         """After a conflict, move every partition we hold to what the database says. If the
