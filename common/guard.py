@@ -7,7 +7,7 @@ message again and dies again, and nothing behind it flows. The guard remembers, 
 
 1. before a batch is handed to the processor, its first and last offset per partition are
    written with an attempt count (autocommit: durable before any handler runs);
-2. a batch that fails transiently gives its attempt back (the process did not die of it);
+2. a batch that fails transiently (or trips the dead-letter limit) gives its attempt back;
    one that commits needs no write: its record is then behind where the partition resumes;
 3. when a partition resumes at the first offset of its record and the record counts attempts,
    the process died with that range in flight: the range is suspect, and is handled one
@@ -33,6 +33,7 @@ import psycopg
 from confluent_kafka import TopicPartition
 
 from common import faults
+from common.deadletter import DeadLetterLimitExceeded
 from common.errors import InvalidEvent
 from common.runloop import Consumer, Message, Processor, rewind
 from common.transactional import MessageId, message_id
@@ -214,9 +215,11 @@ class Guarded:
         self.quarantined += 1
 
     def _end(self, began: dict[tuple[str, int], InFlight], exc: Exception) -> None:
-        """Step 2: a transient fault gives the attempt back; an uncaught error keeps it, with
-        the error, for the quarantine's dead letter."""
-        if faults.is_transient(exc):
+        """Step 2: a transient fault gives the attempt back, and so does a tripped dead-letter
+        limit (a deliberate stop: the restart must trip it again on the whole batch, not let a
+        hundred more through one at a time); an uncaught error keeps it, with the error, for
+        the quarantine's dead letter."""
+        if faults.is_transient(exc) or isinstance(exc, DeadLetterLimitExceeded):
             for rec in began.values():
                 rec.attempts = max(0, rec.attempts - 1)
         else:

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from common import db
+from common.deadletter import DeadLetterLimitExceeded
 from common.errors import InvalidEvent, TransientError
 from common.guard import REASON, Guarded
 from common.runloop import Consumer, Message
@@ -83,11 +84,11 @@ def test_a_message_in_flight_at_every_death_is_quarantined(migrated: Settings) -
     assert inner.batches == [[3], [0, 1, 2, 3]] and inner.quarantined == []
 
 
-def test_a_transient_fault_is_not_a_death(migrated: Settings) -> None:
+def test_a_transient_fault_or_a_tripped_limit_is_not_a_death(migrated: Settings) -> None:
     consumer = FakeConsumer({("in", 0): messages("in", [b"a", b"b", b"c", b"d"])})
-    for _ in range(5):  # the database or the broker away, again and again
-        g = guard(migrated, Recorder(fail=[TransientError("away")]))
-        with pytest.raises(TransientError):
+    for fault in [TransientError("away")] * 4 + [DeadLetterLimitExceeded("mostly invalid")]:
+        g = guard(migrated, Recorder(fail=[fault]))
+        with pytest.raises(type(fault)):
             g.process(consumer, batch())
         g.close()
     inner = Recorder()
