@@ -49,9 +49,10 @@ NASTY_TEXT = [
     "\\u0000",
     "%s%s%s",
 ]
-text = st.one_of(
-    st.sampled_from(NASTY_TEXT), st.text(max_size=50), st.sampled_from(LONE_SURROGATES)
-)
+# Avro strings are UTF-8 on the wire: a lone surrogate can never reach a stage inside one (it
+# can inside JSON, which is what ``text`` is for).
+avro_text = st.one_of(st.sampled_from(NASTY_TEXT), st.text(max_size=50))
+text = st.one_of(avro_text, st.sampled_from(LONE_SURROGATES))
 huge_int = st.one_of(
     st.sampled_from([0, -1, 2**31, -(2**31) - 1, 2**53 + 1, 2**63 - 1, -(2**63)]),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -134,7 +135,7 @@ def of_type(avro: Any, example: Any = None) -> st.SearchStrategy[Any]:
     if kind == "null":
         return st.none()
     if kind == "string":
-        return text
+        return avro_text
     if kind in ("int", "long"):
         return huge_int
     if kind in ("float", "double"):
@@ -144,7 +145,7 @@ def of_type(avro: Any, example: Any = None) -> st.SearchStrategy[Any]:
     if kind == "array":
         return st.lists(of_type(avro["items"]), max_size=5)
     if kind == "map":
-        return st.dictionaries(text, of_type(avro["values"]), max_size=5)
+        return st.dictionaries(avro_text, of_type(avro["values"]), max_size=5)
     if kind == "record":
         return record(avro, example if isinstance(example, dict) else None)
     if kind == "enum":

@@ -120,6 +120,10 @@ class SystemEvent:
     @classmethod
     def decode(cls, codec: Codec, data: bytes | None) -> SystemEvent:
         r = codec.decode(SYSTEM_DE, data)
+        entity, dot, action = str(r["name"]).partition(".")
+        if not (entity and dot and action):
+            # Every DEP reads the entity and the action off the name.
+            raise InvalidEvent("bad_value", f"{r['name']!r} is not <entity>.<action>", field="name")
         return cls(
             **{
                 **r,
