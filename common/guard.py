@@ -8,7 +8,9 @@ message again and dies again, and nothing behind it flows. The guard remembers, 
 1. before a batch is handed to the processor, its first and last offset per partition are
    written with an attempt count (autocommit: durable before any handler runs);
 2. a batch that fails transiently (or trips the dead-letter limit) gives its attempt back;
-   one that commits needs no write: its record is then behind where the partition resumes;
+   one that commits needs no write (its record is then behind where the partition resumes),
+   but a clean stop or a revocation clears the count, so that a rewind (``da replay``) to a
+   batch that once committed is not taken for a crash;
 3. when a partition resumes at the first offset of its record and the record counts attempts,
    the process died with that range in flight: the range is suspect, and is handled one
    message at a time (the rest of the batch is rewound), each message counting its own attempts;
@@ -95,21 +97,35 @@ class Guarded:
         # Per partition: its record as last read or written; absent: not read since assigned.
         self._known: dict[tuple[str, int], InFlight | None] = {}
         self._suspect: dict[tuple[str, int], InFlight] = {}
+        self._clean: set[tuple[str, int]] = set()  # last batch committed
         self.quarantined = 0
 
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.inner.assigned(consumer, partitions)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        for p in partitions:
-            self._known.pop((p.topic, p.partition), None)
-            self._suspect.pop((p.topic, p.partition), None)
+        gone = {(p.topic, p.partition) for p in partitions}
+        self._settle(gone)
+        for tp in gone:
+            self._known.pop(tp, None)
+            self._suspect.pop(tp, None)
         self.inner.revoked(partitions)
 
     def close(self) -> None:
         self.inner.close()
+        self._settle(set(self._clean))
         if self._conn is not None:
             self._conn.close()
+
+    def _settle(self, partitions: set[tuple[str, int]]) -> None:
+        """A partition left cleanly (stop, rebalance) after a committed batch: its row counts no
+        attempt, so a later rewind to that batch (``da replay``) is not taken for a crash."""
+        done = {tp: r for tp in partitions & self._clean if (r := self._known.get(tp)) is not None}
+        for rec in done.values():
+            rec.attempts = 0
+        if done:
+            self._write(done)
+        self._clean -= partitions
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         batch = self._narrow(consumer, batch)
@@ -123,8 +139,10 @@ class Guarded:
         try:
             self.inner.process(consumer, batch)
         except Exception as exc:
+            self._clean.difference_update(began)
             self._end(began, exc)
             raise
+        self._clean.update(began)
 
     # -- the steps ---------------------------------------------------------------------------
     def _narrow(self, consumer: Consumer, batch: Sequence[Message]) -> Sequence[Message]:

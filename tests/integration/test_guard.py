@@ -107,3 +107,16 @@ def test_an_unreachable_database_leaves_batches_unguarded() -> None:
 
 def _refuse() -> psycopg.Connection[tuple[object, ...]]:
     raise psycopg.OperationalError("connection refused")
+
+
+def test_a_rewind_after_a_clean_stop_is_not_a_crash(migrated: Settings) -> None:
+    # da replay moves a stopped DEP back to a batch that had committed: not a crash to narrow.
+    consumer = FakeConsumer({("in", 0): messages("in", [b"a", b"b", b"c", b"d"])})
+    g = guard(migrated, Recorder())
+    g.process(consumer, batch())
+    g.close()
+    inner = Recorder()
+    g = guard(migrated, inner)
+    g.process(consumer, batch())
+    g.close()
+    assert inner.batches == [[0, 1, 2, 3]]
