@@ -68,17 +68,17 @@ def _classes(swelling: bytes, salt: int) -> list[Nasty]:
         Nasty(
             "deep_nesting",
             with_data("deep", b'{"x":' + deep(10_000).encode() + b"}"),
-            (("gep", "unprocessable"),),
+            (("gep", "too_deep"), ("gep", "unprocessable")),
         ),
         Nasty(
             "utc_underflow",
             raw("tz1", {"a": 1}, "0001-01-01T00:30:00+01:00"),
-            (("gep", "unprocessable"),),
+            (("gep", "bad_timestamp"), ("gep", "unprocessable")),
         ),
         Nasty(
             "utc_overflow",
             raw("tz2", {"a": 1}, "9999-12-31T23:59:59-01:00"),
-            (("gep", "unprocessable"),),
+            (("gep", "bad_timestamp"), ("gep", "unprocessable")),
         ),
         Nasty("output_too_large", with_data("swell", swelling), (("gep", "too_large"),)),
         # Larger than a dead letter may be: it is kept truncated.
@@ -92,13 +92,13 @@ def _classes(swelling: bytes, salt: int) -> list[Nasty]:
         Nasty(
             "lone_surrogate",
             with_data("sur", b'{"t":"a\\ud800b"}'),
-            (("gep", "bad_envelope"), ("gep", "bad_json"), ("gep", "bad_value")),
+            (("gep", "unstorable_text"), ("gep", "bad_envelope"), ("gep", "bad_json")),
         ),
-        # PostgreSQL's jsonb cannot hold \u0000: the DEP's database refuses it (or GEP does).
+        # PostgreSQL's jsonb cannot hold \u0000: GEP refuses it (else the DEP's database would).
         Nasty(
             "nul_in_payload",
             with_data("nul", b'{"t":"a\\u0000b"}'),
-            (("dep.web-events", "rejected_by_database"), ("gep", "bad_value")),
+            (("gep", "unstorable_text"), ("dep.web-events", "rejected_by_database")),
         ),
         # Rejected by GEP; its app (10,000 random characters) is more than the errors table's
         # index takes: the collector-errors DEP must not retry it forever (checked apart).
