@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DA := $(VENV)/bin/da
 
-.PHONY: help deps lint test unit integration e2e demo demo-stop bench chaos clean
+.PHONY: help deps lint test unit integration e2e demo demo-stop bench chaos fuzz clean
 
 help:
 	@echo "make demo   - local stack, topics, tables, GEP+demux+DEP processes, sample replay, live state"
 	@echo "make test   - install what is needed, lint (ruff, mypy --strict) and run the whole suite"
 	@echo "make bench  - throughput of each stage and of the pipeline (docs/benchmarks.md)"
 	@echo "make chaos  - ~100,000 events through kills, scaling, broker and database restarts"
+	@echo "make fuzz   - nasty and random adversarial messages through every stage (FUZZ_MINUTES=20)"
 	@echo "make lint | unit | integration | e2e | clean"
 
 $(VENV)/.installed: pyproject.toml
@@ -50,6 +51,12 @@ demo-stop:
 # Fault injection at scale (~100,000 events); its figures go to docs/reliability.md.
 chaos: deps
 	$(PY) -m tests.chaos.driver --fulfillments 9000 --students 400 --units 4 --lessons 4 --rate 2000 --fault-every 5 --record docs/reliability.md
+
+# Poison messages of every class and random adversarial ones through the real processes, for
+# FUZZ_MINUTES; its figures go to docs/reliability.md.
+FUZZ_MINUTES ?= 20
+fuzz: deps
+	$(PY) -m tests.e2e.fuzz --minutes $(FUZZ_MINUTES) --record docs/reliability.md
 
 bench: $(VENV)/.installed
 	PYTHON=$(PY) sh deploy/install-deps.sh wrk

@@ -199,12 +199,15 @@ def replay(
     settings = _settings()
     t0, t1 = _time(since, "--since"), _time(until, "--until")
     producer = None if dry_run else make_producer(settings)
-    sent = skipped = 0
+    sent = skipped = truncated = 0
     started = time.monotonic()
     for x in read_letters(settings, stage):
         source = x.get(dl.H_TOPIC)
         if not matches(x, reason, t0, t1) or not source:
             skipped += 1
+            continue
+        if x.get(dl.H_TRUNCATED):  # only the head of the original is kept: nothing to resend
+            truncated += 1
             continue
         if producer is not None:
             if rate > 0:  # pace: the n-th event no earlier than n/rate seconds after the start
@@ -217,7 +220,14 @@ def replay(
     if producer is not None and producer.flush(settings.io_timeout_s):
         typer.echo("da: some replayed events were not acknowledged by the broker", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{'would replay' if dry_run else 'replayed'} {sent}, skipped {skipped}")
+    typer.echo(
+        f"{'would replay' if dry_run else 'replayed'} {sent}, skipped {skipped}"
+        + (
+            f", {truncated} truncated (cannot be replayed: only their head was kept)"
+            if truncated
+            else ""
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -91,7 +91,7 @@ def gep_run() -> None:
     settings = _settings()
     stop = Stopper()
     stop.install()
-    gep = Gep(Topics(settings.namespace), Codec())
+    gep = Gep(Topics(settings.namespace), Codec(), settings.max_message_bytes)
     run_transform(settings, GEP, gep, gep.input_topics(), stop)
 
 

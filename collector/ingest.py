@@ -28,7 +28,7 @@ import msgspec
 
 from collector.eventtypes import EventTypes
 from collector.produce import Record
-from common.deadletter import H_DETAIL, H_FAILED_AT, H_FIELD, H_REASON, H_STAGE
+from common import deadletter
 from common.errors import InvalidEvent
 from common.topics import Topics
 from dep.collector_errors import COLLECTOR, H_APP, H_STATUS
@@ -168,15 +168,10 @@ class Ingest:
             )
 
     def dead_letter(self, r: Rejection, app: str | None, now: datetime) -> Record:
-        headers = [
-            (H_REASON, r.reason.encode()),
-            (H_DETAIL, r.detail.encode()[:2000]),
-            (H_STAGE, COLLECTOR.encode()),
-            (H_STATUS, str(r.status).encode()),
-            (H_FAILED_AT, now.isoformat().encode()),
-        ]
-        if r.field:
-            headers.append((H_FIELD, r.field.encode()))
+        extra = [(H_STATUS, str(r.status).encode())]
         if app:
-            headers.append((H_APP, app.encode()))
-        return Record(self.dead_letter_topic, None, r.body, headers)
+            extra.append((H_APP, app.encode()))
+        dl = deadletter.build(
+            COLLECTOR, None, r.body, r.reason, r.detail, field=r.field, extra=extra, now=now
+        )
+        return Record(self.dead_letter_topic, dl.key, dl.value or b"", dl.headers)

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from common import outbox, parking
+from common import guard, outbox, parking
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,16 @@ CREATE TABLE IF NOT EXISTS da_offsets (
 );
 """
 # The generic tables any DEP may use: what it emits, what waits.
-CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL
+CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL + guard.TABLE_SQL
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = False
+    settings: Settings, *, autocommit: bool = False, timeout_s: float | None = None
 ) -> psycopg.Connection[tuple[object, ...]]:
     conn = psycopg.connect(
         settings.database_url,
         autocommit=autocommit,
-        connect_timeout=max(1, int(settings.io_timeout_s)),
+        connect_timeout=max(1, int(timeout_s or settings.io_timeout_s)),
         options=f"-c search_path={settings.database_schema}",
         application_name="da-pipeline",
     )

@@ -11,9 +11,10 @@ from typing import Any
 
 from common import db
 from common.deadletter import DeadLetterLimit
+from common.guard import Condemning, Guarded
 from common.kafka import check_kafka, make_consumer, make_producer
 from common.outbox import OutboxRelay, RelayMarker
-from common.runloop import Processor, Producer, RunStats, Stopper, run
+from common.runloop import Producer, RunStats, Stopper, run
 from common.settings import Settings
 from common.store import StoreHandler, StoreProcessor
 from common.topics import Topics
@@ -48,6 +49,7 @@ def run_transform(
         timeout_s=settings.io_timeout_s,
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
         stop=stop,
+        max_message_bytes=settings.max_message_bytes,
     )
     stats = _consume(settings, stage, settings.group_id(stage), processor, inputs, stop, limits)
     log.info(
@@ -78,10 +80,13 @@ def run_store(
     topics = Topics(settings.namespace)
     group = settings.group_id(stage)
     producer = make_producer(settings)
+    limit = DeadLetterLimit(settings.dead_letter_max_ratio)
     relay = (
         None
         if outbox_owner is None
-        else _relay(settings, stage, outbox_owner, producer, exactly_once=outbox_exactly_once)
+        else _relay(
+            settings, stage, outbox_owner, producer, limit, exactly_once=outbox_exactly_once
+        )
     )
     processor: StoreProcessor[Any] = StoreProcessor(
         stage,
@@ -91,9 +96,10 @@ def run_store(
         producer,
         topics.dead_letter(stage),
         timeout_s=settings.io_timeout_s,
-        limit=DeadLetterLimit(settings.dead_letter_max_ratio),
+        limit=limit,
         stop=stop,
         after_commit=None if relay is None else relay.relay,
+        max_message_bytes=settings.max_message_bytes,
     )
     stats = _consume(settings, stage, group, processor, inputs, stop, limits)
     log.info(
@@ -106,10 +112,16 @@ def run_store(
 
 
 def _relay(
-    settings: Settings, stage: str, owner: str, producer: Producer, *, exactly_once: bool
+    settings: Settings,
+    stage: str,
+    owner: str,
+    producer: Producer,
+    limit: DeadLetterLimit,
+    *,
+    exactly_once: bool,
 ) -> OutboxRelay:
     if not exactly_once:
-        return OutboxRelay(owner, producer, timeout_s=settings.io_timeout_s)
+        return OutboxRelay(owner, producer, timeout_s=settings.io_timeout_s, limit=limit)
     # Its own transactional producer (the stage's dead letters are not part of its
     # transactions) and a marker group beside the stage's.
     marker = RelayMarker(
@@ -121,6 +133,7 @@ def _relay(
         make_producer(settings, transactional_id=transactional_id(settings, stage) + ".outbox"),
         timeout_s=settings.io_timeout_s,
         marker=marker,
+        limit=limit,
     )
 
 
@@ -128,16 +141,25 @@ def _consume(
     settings: Settings,
     stage: str,
     group: str,
-    processor: Processor,
+    processor: Condemning,
     inputs: list[str],
     stop: Stopper,
     limits: dict[str, Any],
 ) -> RunStats:
-    """The stage's consumer, handed with its processor to the one run loop."""
+    """The stage's consumer, handed with its processor (behind the crash-loop guard) to the one
+    run loop."""
     log.info("%s: consuming %s", stage, ", ".join(inputs))
+    guarded = Guarded(
+        processor,
+        group,
+        # Short: the guard is best-effort, a database away must not slow the stage down.
+        lambda: db.connect(settings, autocommit=True, timeout_s=3),
+        max_crashes=settings.max_crashes,
+        crash_marker=settings.test_crash_marker,
+    )
     return run(
         make_consumer(settings, group),
-        processor,
+        guarded,
         inputs,
         batch_size=settings.batch_size,
         poll_timeout_s=settings.poll_timeout_s,

@@ -31,7 +31,8 @@ from typing import Any, Protocol
 import psycopg
 from confluent_kafka import TopicPartition
 
-from common.errors import TransientError
+from common.deadletter import DEFAULT_MAX_BYTES, H_REASON, DeadLetterLimit, deliver, record_size
+from common.errors import InvalidEvent, TransientError
 from common.runloop import Headers, Producer
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,23 @@ class OutboxMessage:
 class Outbox:
     """Where one DEP's handler puts what it emits; nothing here talks to Kafka."""
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, max_message_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.owner = owner
+        self.max_bytes = max_message_bytes
 
     def add(self, cur: Cursor, messages: Sequence[OutboxMessage]) -> None:
+        """Raises ``InvalidEvent`` for a message larger than the broker takes: the relay could
+        never send it, so the event that emits it is the dead letter, not a relay stuck."""
         if not messages:
             return
+        for m in messages:
+            size = record_size(m.key, m.value, m.headers)
+            if size > self.max_bytes:
+                raise InvalidEvent(
+                    "too_large",
+                    f"an output to {m.topic} would be about {size} bytes, more than the "
+                    f"{self.max_bytes} a record may have (DA_MAX_MESSAGE_BYTES)",
+                )
         with cur.copy(
             "COPY da_outbox (owner, topic, key, value, header_names, header_values) FROM STDIN"
         ) as copy:
@@ -141,9 +153,13 @@ class OutboxRelay:
         timeout_s: float,
         batch_size: int = 1000,
         marker: RelayMarker | None = None,
+        limit: DeadLetterLimit | None = None,
     ) -> None:
-        """With ``marker``, ``producer`` must be transactional: each batch is sent exactly once."""
+        """With ``marker``, ``producer`` must be transactional: each batch is sent exactly once.
+        ``limit``: the stage's dead-letter limit, which the dead letters it relays (parked
+        events that waited too long) count against."""
         self.owner = owner
+        self.limit = limit
         self.producer = producer
         self.timeout_s = timeout_s
         self.batch_size = batch_size
@@ -167,12 +183,16 @@ class OutboxRelay:
                 if not rows:
                     break
                 # Step 2
+                records = []
                 for _id, topic, key, value, names, values in rows:
                     headers: Headers = list(zip(names, values, strict=True))  # type: ignore[call-overload]
-                    self.producer.produce(str(topic), value, key, headers=headers)  # type: ignore[arg-type]
-                remaining = self.producer.flush(self.timeout_s)
-                if remaining:
-                    raise TransientError(f"{remaining} outbox messages not acknowledged")
+                    if self.limit is not None and H_REASON in names:  # type: ignore[operator]
+                        self.limit.record(True)
+                    records.append((str(topic), key, value, headers))
+                if deliver(self.producer, records, self.timeout_s):  # type: ignore[arg-type]
+                    # Outbox.add keeps what is too large out; a broker below the setting
+                    # refuses even so: the rows stay, and the operator sees this line.
+                    raise TransientError("the broker refused outbox messages (too large?)")
                 # Step 3
                 conn.execute("DELETE FROM da_outbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
             sent += len(rows)
@@ -224,6 +244,8 @@ class OutboxRelay:
         try:
             for _id, topic, key, value, names, values in rows:
                 headers: Headers = list(zip(names, values, strict=True))
+                if self.limit is not None and H_REASON in names:
+                    self.limit.record(True)
                 self.producer.produce(str(topic), value, key, headers=headers)
             marker.record(self.producer, ids, self.timeout_s)
             self.producer.commit_transaction(self.timeout_s)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from common.deadletter import H_DETAIL, H_FAILED_AT, H_FIELD, H_REASON, H_STAGE
+from common import deadletter
 from common.outbox import Cursor, OutboxMessage
 
 TABLE_SQL = """
@@ -70,19 +70,15 @@ def expire(
         "RETURNING waiting_for, key, value, parked_at",
         (owner, max_age_s),
     )
-    now = datetime.now(UTC).isoformat().encode()
+    now = datetime.now(UTC)
     letters = []
     for row in cur.fetchall():
         p = Parked(*row)  # type: ignore[arg-type]
         detail = f"waited since {p.parked_at.isoformat()} for {p.waiting_for}, which never came"
-        headers = (
-            (H_REASON, REASON.encode()),
-            (H_DETAIL, detail.encode()),
-            (H_FIELD, b"waiting_for"),
-            (H_STAGE, stage.encode()),
-            (H_FAILED_AT, now),
+        dl = deadletter.build(
+            stage, p.key, bytes(p.value), REASON, detail, field="waiting_for", now=now
         )
-        letters.append(OutboxMessage(dead_letter_topic, p.key, bytes(p.value), headers))
+        letters.append(OutboxMessage(dead_letter_topic, dl.key, dl.value or b"", tuple(dl.headers)))
     return letters
 
 

@@ -12,6 +12,12 @@ Each turn of the loop:
 4. any other exception is a bug: it propagates, the process exits non-zero without committing,
    and the orchestrator restarts it.
 
+Which fault is which is decided in one place, ``common.faults``: by SQLSTATE class for
+PostgreSQL (08 connection, 40001/40P01, 53 resources, 57P shutdown ... transient; 22 data,
+23 integrity, 54 program limit ... the message's fault) and by error code for Kafka
+(MSG_SIZE_TOO_LARGE, INVALID_RECORD ... the message's fault). A fault that is one message's
+never reaches this loop: the processors isolate that message and dead-letter it.
+
 SIGTERM and SIGINT set a flag that the loop reads between batches: the batch in hand is finished
 and committed, the consumer leaves its group, and ``run`` returns.
 """
@@ -27,10 +33,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
-import psycopg
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from common.errors import TransientError
+from common import faults
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ class Producer(Protocol):
         key: str | bytes | None = ...,
         *,
         headers: Headers | None = ...,
+        on_delivery: Callable[[KafkaError | None, Any], None] | None = ...,
     ) -> None: ...
     def poll(self, timeout: float = ...) -> int: ...
     def flush(self, timeout: float = ...) -> int: ...
@@ -103,29 +109,9 @@ class Processor(Protocol):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Faults that may clear by themselves; everything else is a bug or a fatal state."""
-    if isinstance(exc, TransientError | psycopg.OperationalError):
-        return True
-    if isinstance(exc, KafkaException):
-        err = exc.args[0] if exc.args else None
-        if not isinstance(err, KafkaError):
-            return False
-        return not err.fatal() and (
-            err.retriable()
-            or err.txn_requires_abort()
-            or err.code()
-            in (
-                KafkaError._TIMED_OUT,
-                KafkaError._TRANSPORT,
-                KafkaError._ALL_BROKERS_DOWN,
-                KafkaError._MSG_TIMED_OUT,
-                KafkaError.REQUEST_TIMED_OUT,
-                KafkaError.NOT_COORDINATOR,
-                KafkaError.COORDINATOR_NOT_AVAILABLE,
-                KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-            )
-        )
-    return False
+    """Faults that may clear by themselves (``common.faults`` has the table by SQLSTATE and
+    Kafka error code); everything else is a bad message or a bug."""
+    return faults.is_transient(exc)
 
 
 class StopRequested(Exception):

@@ -76,6 +76,11 @@ class Settings:
     # An output past it can never be written, so it is a dead letter, not a retry; the collector
     # derives its own body limit from it.
     max_message_bytes: int = 1_000_000
+    # A message in flight when the stage died this many times in a row is quarantined (dead-
+    # lettered as ``quarantined``) by the next start instead of handled (``common.guard``).
+    max_crashes: int = 3
+    # Tests only: a stage exits hard on a message containing this text, as a segfault would.
+    test_crash_marker: str = ""
     # The HTTP collector (``da collector run``). Loopback unless told otherwise: a container
     # sets DA_COLLECTOR_HOST=0.0.0.0.
     collector_host: str = "127.0.0.1"
@@ -144,6 +149,7 @@ class Settings:
             "batch_size",
             "max_hops",
             "max_message_bytes",
+            "max_crashes",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"DA_{name.upper()} must be at least 1")

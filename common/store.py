@@ -7,13 +7,16 @@ the database, not the group, says what was applied), so a crash at any point eit
 whole batch's effects (and it is read again) or keeps them and the offsets that pass it.
 Commit sequence:
 
-1. decode each message; one that can never decode is a dead letter;
+1. decode each message; one that can never decode (``InvalidEvent``, or an exception its content
+   caused: ``common.faults.MESSAGE_FAULTS``) is a dead letter, and so is one condemned before
+   (quarantined by ``common.guard``);
 2. produce the dead letters and wait until the broker has them (they must be durable before the
    offsets that pass them are; a crash right after may write one twice, never lose one);
 3. in one database transaction: compare-and-set the stored offsets of every partition in the
    batch (a zombie that lost a partition finds the offset moved and rolls back), run the DEP's
-   handler (a poison event the decoder could not see, or one the database rejects as data, is
-   isolated by savepoints and dead-lettered), commit;
+   handler (a poison event the decoder could not see, or one the database rejects for what it
+   is: SQLSTATE class 22, 23 or 54, see ``common.faults``, is isolated by a savepoint per event
+   and dead-lettered), commit;
 4. commit the same offsets to Kafka, asynchronously and only so that lag tools see progress;
 5. run the after-commit hook, if any (the outbox relay, ``common.outbox``): what it sends is
    already durable in the database, so a transient fault there is logged and retried after the
@@ -29,11 +32,18 @@ from typing import Generic, Protocol, TypeVar
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from common.deadletter import DeadLetter, DeadLetterLimit, dead_letter
+from common import faults
+from common.deadletter import (
+    DEFAULT_MAX_BYTES,
+    DeadLetter,
+    DeadLetterLimit,
+    dead_letter,
+    deliver,
+    stripped,
+)
 from common.errors import InvalidEvent, TransientError
 from common.runloop import (
     Consumer,
-    Headers,
     Message,
     Producer,
     Stopper,
@@ -42,7 +52,7 @@ from common.runloop import (
     is_transient,
     rewind,
 )
-from common.transactional import next_offsets
+from common.transactional import MessageId, message_id, next_offsets
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +63,8 @@ Cursor = psycopg.Cursor[tuple[object, ...]]
 class StoreHandler(Protocol[E]):
     """A DEP that keeps state in PostgreSQL. ``decode`` is per message; ``handle`` gets a batch
     and a cursor inside a transaction it does not own: it never commits and never touches Kafka.
-    Either may raise ``InvalidEvent`` for an event that can never succeed."""
+    Either may raise ``InvalidEvent`` for an event that can never succeed; an exception the
+    event's content causes (``common.faults``) is taken the same way."""
 
     def decode(self, msg: Message) -> E: ...
     def handle(self, events: Sequence[E], cur: Cursor) -> None: ...
@@ -77,8 +88,12 @@ class StoreProcessor(Generic[E]):
         limit: DeadLetterLimit,
         stop: Stopper,
         after_commit: Callable[[psycopg.Connection[tuple[object, ...]]], object] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.stage = stage
+        self.max_bytes = max_message_bytes
+        # Messages to dead-letter without decoding them (quarantined by ``common.guard``).
+        self.condemned: dict[MessageId, InvalidEvent] = {}
         self.after_commit = after_commit
         self.group_id = group_id
         self.handler = handler
@@ -153,13 +168,19 @@ class StoreProcessor(Generic[E]):
         kept: list[Message] = []
         letters: list[DeadLetter] = []
         for msg in batch:
-            try:
-                events.append(self.handler.decode(msg))
-                kept.append(msg)
-                self.limit.record(False)
-            except InvalidEvent as exc:
-                self.limit.record(True)
-                letters.append(dead_letter(self.stage, msg, exc))
+            invalid = self.condemned.get(message_id(msg))
+            if invalid is None:
+                try:
+                    events.append(self.handler.decode(msg))
+                    kept.append(msg)
+                    self.limit.record(False)
+                    continue
+                except Exception as exc:
+                    invalid = faults.from_handler(exc)
+                    if invalid is None:
+                        raise
+            self.limit.record(True)
+            letters.append(dead_letter(self.stage, msg, invalid, max_bytes=self.max_bytes))
         try:
             self._commit(events, kept, letters, batch)
         except OffsetConflict as exc:
@@ -173,6 +194,8 @@ class StoreProcessor(Generic[E]):
             if is_transient(exc):
                 self._drop_connection_if_broken()
             raise
+        for msg in batch:
+            self.condemned.pop(message_id(msg), None)
         # Step 4
         consumer.commit(offsets=next_offsets(batch), asynchronous=True)
         # Step 5
@@ -223,7 +246,7 @@ class StoreProcessor(Generic[E]):
                     _as_invalid(self.handler.handle, [event], cur)
             except InvalidEvent as exc:
                 self.limit.record(True)
-                letters.append(dead_letter(self.stage, msg, exc))
+                letters.append(dead_letter(self.stage, msg, exc, max_bytes=self.max_bytes))
         return letters
 
     def _claim(
@@ -261,14 +284,21 @@ class StoreProcessor(Generic[E]):
                 )
 
     def _publish(self, letters: list[DeadLetter]) -> None:
+        """Every dead letter acknowledged, or the batch is retried; one the broker refuses for
+        its size goes again as headers only."""
         if not letters:
             return
-        for dl in letters:
-            hdrs: Headers = list(dl.headers)
-            self.producer.produce(self.dead_letter_topic, dl.value, dl.key, headers=hdrs)
-        remaining = self.producer.flush(self.timeout_s)
-        if remaining:
-            raise TransientError(f"{remaining} dead letters not acknowledged by the broker")
+        refused = self._deliver(letters)
+        if refused and self._deliver([stripped(letters[i]) for i in refused]):
+            raise TransientError("the broker refuses even a dead letter without its value")
+
+    def _deliver(self, letters: list[DeadLetter]) -> list[int]:
+        topic = self.dead_letter_topic
+        records = [
+            (topic, dl.key, dl.value, list[tuple[str, str | bytes | None]](dl.headers))
+            for dl in letters
+        ]
+        return deliver(self.producer, records, self.timeout_s)
 
     def _reload(self, consumer: Consumer) -> None:
         """After a conflict, move every partition we hold to what the database says. If the
@@ -300,14 +330,13 @@ class StoreProcessor(Generic[E]):
 def _as_invalid(
     handle: Callable[[Sequence[E], Cursor], None], events: Sequence[E], cur: Cursor
 ) -> None:
-    """Run a handler; the database rejecting a value as data (a NUL in text, a number out of
-    range) will reject it every time, so it is an invalid event, not a fault to retry."""
+    """Run a handler; the database rejecting a value for what it is (a NUL in text, a number out
+    of range, an index row too large) will reject it every time, so it is an invalid event, not a
+    fault to retry; so is an exception the event's content raised in the handler's own code."""
     try:
         handle(events, cur)
-    except psycopg.DataError as exc:
-        raise InvalidEvent("rejected_by_database", _first_line(exc)) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    except Exception as exc:
+        invalid = faults.from_handler(exc)
+        if invalid is None:
+            raise
+        raise invalid from None

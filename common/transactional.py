@@ -4,7 +4,10 @@ Commit sequence for one batch (all inside one Kafka transaction):
 
 1. begin the transaction;
 2. hand each message to the handler and produce what it returns; a message the handler rejects
-   with ``InvalidEvent`` is produced to the dead-letter topic instead (same transaction);
+   (``InvalidEvent``, or an exception its content caused: ``common.faults.MESSAGE_FAULTS``), or
+   whose outputs would exceed the largest record the broker takes, is produced to the
+   dead-letter topic instead (same transaction); then flush, so the broker's verdict on every
+   record is known before the commit;
 3. send the consumed offsets to the transaction (the group coordinator fences a zombie that
    lost its partitions, KIP-447);
 4. commit: outputs, dead letters and offsets become visible to read-committed consumers
@@ -13,7 +16,9 @@ Commit sequence for one batch (all inside one Kafka transaction):
 Errors follow librdkafka's transactional contract: a retriable error repeats the same call (its
 outcome is open, so nothing is aborted or rewound); an error that requires an abort aborts the
 transaction and the batch is retried from its first offset; a fatal error (a newer instance
-fenced this one) ends the process.
+fenced this one) ends the process. A record the broker refuses for what it is (too large, an
+invalid record: ``common.faults``) leaves the transaction abortable too; the message it came from
+is remembered as condemned, and the retried batch dead-letters it instead of handling it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from common.deadletter import DeadLetterLimit, dead_letter
+from common import faults
+from common.deadletter import DEFAULT_MAX_BYTES, DeadLetterLimit, dead_letter, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
 
@@ -44,7 +50,14 @@ class Output:
 
 Handler = Callable[[Message], Sequence[Output]]
 """Turns one consumed message into the messages to produce. Pure: no I/O, no commits.
-Raises ``InvalidEvent`` for a message that can never succeed."""
+Raises ``InvalidEvent`` for a message that can never succeed. Outputs to the stage's dead-letter
+topic (built with ``common.deadletter``) count as dead letters."""
+
+MessageId = tuple[str, int, int]
+
+
+def message_id(msg: Message) -> MessageId:
+    return (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
 
 
 def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
@@ -68,8 +81,15 @@ class TransactionalProcessor:
         limit: DeadLetterLimit,
         stop: Stopper,
         wedged: Callable[[str], None] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.stage = stage
+        self.max_bytes = max_message_bytes
+        # Messages known to be bad before their handler runs: refused by the broker on an earlier
+        # attempt, or quarantined by ``common.guard``; the next attempt dead-letters them.
+        self.condemned: dict[MessageId, InvalidEvent] = {}
+        self._refused: dict[MessageId, InvalidEvent] = {}
+        self._bare: set[MessageId] = set()  # their dead letter was refused too: send headers only
         self.stop = stop
         self._wedged = wedged or _exit_wedged
         self.producer = producer
@@ -97,7 +117,11 @@ class TransactionalProcessor:
         self._in_txn = True
         try:
             # Step 2
+            self._refused = {}
             produced, dead = self._produce_batch(batch)
+            self.producer.flush(self.timeout_s)
+            if self._refused:
+                raise TransientError(f"the broker refused records of {sorted(self._refused)}")
             # Step 3
             offsets, group = next_offsets(batch), consumer.consumer_group_metadata()
             self._until_done(
@@ -110,32 +134,73 @@ class TransactionalProcessor:
             err = exc.args[0]
             if not isinstance(err, KafkaError) or err.fatal():
                 raise  # e.g. fenced by a newer instance: this one must stop
+            self._condemn_refused()
             # The transaction cannot complete (a message timed out while the broker was away,
             # a rebalance fenced our offsets, ...): abort it and let the loop retry the batch.
             self._abort_leftover()
             raise TransientError(f"transaction aborted: {err.str()}") from exc
         except BaseException:
+            self._condemn_refused()
             self._abort_leftover(raise_errors=False)
             raise
         self.produced += produced
         self.dead_lettered += dead
+        for msg in batch:
+            self.condemned.pop(message_id(msg), None)
+            self._bare.discard(message_id(msg))
 
     def _produce_batch(self, batch: Sequence[Message]) -> tuple[int, int]:
         produced = dead = 0
         for msg in batch:
-            try:
-                outputs = self.handler(msg)
-            except InvalidEvent as exc:
+            invalid = self.condemned.get(message_id(msg))
+            outputs: Sequence[Output] = ()
+            if invalid is None:
+                try:
+                    outputs = self.handler(msg)
+                    invalid = self._too_large(outputs)
+                except Exception as exc:
+                    invalid = faults.from_handler(exc)
+                    if invalid is None:
+                        raise
+            if invalid is not None:
                 self.limit.record(True)
-                dl = dead_letter(self.stage, msg, exc)
-                self._produce(self.dead_letter_topic, dl.key, dl.value, dl.headers)
+                limit = 0 if message_id(msg) in self._bare else self.max_bytes
+                dl = dead_letter(self.stage, msg, invalid, max_bytes=limit)
+                self._produce(msg, self.dead_letter_topic, dl.key, dl.value, dl.headers)
                 dead += 1
                 continue
-            self.limit.record(False)
+            letters = sum(out.topic == self.dead_letter_topic for out in outputs)
+            for _ in range(letters):
+                self.limit.record(True)
+            if letters < len(outputs) or not outputs:
+                self.limit.record(False)
             for out in outputs:
-                self._produce(out.topic, out.key, out.value, out.headers)
-            produced += len(outputs)
+                self._produce(msg, out.topic, out.key, out.value, out.headers)
+            produced += len(outputs) - letters
+            dead += letters
         return produced, dead
+
+    def _too_large(self, outputs: Sequence[Output]) -> InvalidEvent | None:
+        """An output the broker would refuse makes the whole message a dead letter: none of its
+        outputs is produced, so a message never half-arrives."""
+        for out in outputs:
+            size = record_size(out.key, out.value, out.headers or ())
+            if size > self.max_bytes:
+                return InvalidEvent(
+                    "too_large",
+                    f"an output to {out.topic} would be about {size} bytes, more than the "
+                    f"{self.max_bytes} a record may have (DA_MAX_MESSAGE_BYTES)",
+                )
+        return None
+
+    def _condemn_refused(self) -> None:
+        """Records the broker refused for what they are: their messages are dead-lettered on the
+        retry. A dead letter refused in turn is retried as headers only (the value dropped)."""
+        for mid, invalid in self._refused.items():
+            if mid in self.condemned:
+                self._bare.add(mid)
+            self.condemned[mid] = invalid
+        self._refused = {}
 
     def _until_done(self, call: Callable[[], None], *, give_up_on_stop: bool = False) -> None:
         """Run a transaction call, repeating it while librdkafka says the error is retriable.
@@ -188,19 +253,35 @@ class TransactionalProcessor:
 
     def _produce(
         self,
+        source: Message,
         topic: str,
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> None:
         hdrs: Headers = list(headers or [])
+        mid = message_id(source)
+
+        def delivered(err: KafkaError | None, _msg: object) -> None:
+            if err is not None and faults.kafka_verdict(err) is faults.Verdict.DATA:
+                self._refused[mid] = InvalidEvent(
+                    "rejected_by_broker", f"{err.name()}: {err.str()}"
+                )
+
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=hdrs)
+                self.producer.produce(topic, value, key, headers=hdrs, on_delivery=delivered)
                 return
             except BufferError:
                 # The local queue is full: let librdkafka deliver some, then try again.
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                invalid = faults.as_invalid(exc)
+                if invalid is None:
+                    raise
+                # Refused before it left (librdkafka's own size check): the same road.
+                self._refused[mid] = invalid
+                raise TransientError(f"retrying without offset {mid}: {invalid}") from exc
 
     def _abort_leftover(self, *, raise_errors: bool = True) -> None:
         """Abort a transaction a failed batch left open. With the broker away this is retried

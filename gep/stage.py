@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from common.codec import Codec
-from common.deadletter import dead_letter, header
+from common.deadletter import DEFAULT_MAX_BYTES, dead_letter, header
 from common.errors import InvalidEvent
 from common.runloop import Message
 from common.topics import Topics
@@ -40,9 +40,12 @@ def detect(value: bytes | None) -> Format:
 
 
 class Gep:
-    def __init__(self, topics: Topics, codec: Codec) -> None:
+    def __init__(
+        self, topics: Topics, codec: Codec, max_message_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.topics = topics
         self.codec = codec
+        self.max_bytes = max_message_bytes
 
     def input_topics(self) -> list[str]:
         return [self.topics.ingest]
@@ -66,9 +69,11 @@ class Gep:
             if isinstance(e, Rejected):
                 # The rest of the message goes on; this element's dead letter keeps the original
                 # message bytes and says which element it was.
-                dl = dead_letter(STAGE, msg, e.error)
-                headers = [(INDEX_HEADER, str(e.index).encode()), *dl.headers]
-                out.append(Output(self.topics.dead_letter(STAGE), dl.key, dl.value or b"", headers))
+                index = [(INDEX_HEADER, str(e.index).encode())]
+                dl = dead_letter(STAGE, msg, e.error, extra=index, max_bytes=self.max_bytes)
+                out.append(
+                    Output(self.topics.dead_letter(STAGE), dl.key, dl.value or b"", dl.headers)
+                )
             else:
                 out.append(
                     Output(self.topics.canonical, e.entity_id.encode(), e.encode(self.codec))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +103,11 @@ class FakeProducer:
     calls: list[str] = field(default_factory=list)
     pending: list[tuple[str, str | bytes | None]] = field(default_factory=list)
     visible: list[tuple[str, str | bytes | None]] = field(default_factory=list)
+    headers: list[Any] = field(default_factory=list)
+    # What the broker says of a record (topic, value) on delivery: None accepts it.
+    reject_delivery: Callable[[str, str | bytes | None], KafkaError | None] = lambda _t, _v: None
+    _reports: list[tuple[Any, KafkaError]] = field(default_factory=list)
+    _txn_failed: bool = False
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -126,9 +131,16 @@ class FakeProducer:
         key: str | bytes | None = None,
         *,
         headers: Any = None,
+        on_delivery: Any = None,
     ) -> None:
         self._call("produce")
         self.pending.append((topic, value))
+        self.headers.append(headers)
+        rejected = self.reject_delivery(topic, value)
+        if rejected is not None:
+            self._txn_failed = True
+            if on_delivery is not None:
+                self._reports.append((on_delivery, rejected))
 
     def send_offsets_to_transaction(
         self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
@@ -137,15 +149,26 @@ class FakeProducer:
 
     def commit_transaction(self, timeout: float = -1) -> None:
         self._call("commit_transaction")
+        if self._txn_failed:
+            from confluent_kafka import KafkaException
+
+            # As librdkafka: a record the broker refused leaves the transaction abortable.
+            raise KafkaException(
+                KafkaError(KafkaError._STATE, "a record failed", txn_requires_abort=True)
+            )
         self.visible += self.pending
         self.pending = []
 
     def abort_transaction(self, timeout: float = -1) -> None:
         self._call("abort_transaction")
         self.pending = []
+        self._txn_failed = False
 
     def poll(self, timeout: float = -1) -> int:
         return 0
 
     def flush(self, timeout: float = -1) -> int:
+        reports, self._reports = self._reports, []
+        for callback, err in reports:
+            callback(err, None)
         return 0

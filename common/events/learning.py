@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from common.codec import Codec
+from common.errors import InvalidEvent
 from common.events.canonical import Lineage
 
 USAGE_DE = "de/usage"
@@ -73,6 +74,12 @@ class UsageEvent:
     @classmethod
     def decode(cls, codec: Codec, data: bytes | None) -> UsageEvent:
         r = codec.decode(USAGE_DE, data)
+        parts = str(r["name"]).split(".")
+        if len(parts) != 3 or parts[0] != "usage" or not all(parts):
+            # Every DEP reads the object and the metric off the name.
+            raise InvalidEvent(
+                "bad_value", f"{r['name']!r} is not usage.<object>.<metric>", field="name"
+            )
         return cls(**{**r, "lineage": Lineage.from_avro(r["lineage"])})
 
 
@@ -113,6 +120,10 @@ class SystemEvent:
     @classmethod
     def decode(cls, codec: Codec, data: bytes | None) -> SystemEvent:
         r = codec.decode(SYSTEM_DE, data)
+        entity, dot, action = str(r["name"]).partition(".")
+        if not (entity and dot and action):
+            # Every DEP reads the entity and the action off the name.
+            raise InvalidEvent("bad_value", f"{r['name']!r} is not <entity>.<action>", field="name")
         return cls(
             **{
                 **r,

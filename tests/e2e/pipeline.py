@@ -114,6 +114,9 @@ class Stages:
     def tails(self) -> dict[str, str]:
         return {p.stem: p.read_text()[-1500:] for p in self.logs.glob("*.log")}
 
+    def tails_full(self) -> dict[str, str]:
+        return {p.stem: p.read_text(errors="replace") for p in self.logs.glob("*.log")}
+
 
 def replay(
     stages: Stages, file: Path, rate: float, script: list[tuple[str, str]], pause_s: float = 1.5

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from common.deadletter import DeadLetterLimit
+from common.deadletter import H_REASON, DeadLetterLimit, DeadLetterLimitExceeded, header
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Message, Stopper
 from common.transactional import Output, TransactionalProcessor
@@ -108,3 +108,104 @@ def test_a_call_that_never_returns_ends_the_process(monkeypatch: pytest.MonkeyPa
         proc.process(FakeConsumer({}), messages("in", [b"a"]))
     assert "commit_transaction" not in producer.calls and producer.visible == []
     never.set()
+
+
+def deep(msg: Message) -> Sequence[Output]:
+    """A handler whose work some messages' content breaks (as JSON nested too deep would)."""
+    value = msg.value() or b""
+    if value == b"deep":
+        raise RecursionError("maximum recursion depth exceeded")
+    if value == b"bug":
+        raise KeyError("a bug in the handler")
+    if value == b"huge":
+        return [Output("out", None, b"x" * 5000)]
+    if value.startswith(b"elements"):  # one good element, one rejected (as GEP's lists)
+        return [Output("out", None, b"ok"), Output("dlq", None, value)]
+    return [Output("out", None, value + b"!")]
+
+
+def deep_processor(
+    producer: FakeProducer, monkeypatch: pytest.MonkeyPatch, limit: DeadLetterLimit | None = None
+) -> TransactionalProcessor:
+    monkeypatch.setattr(Stopper, "wait", lambda self, s: False)
+    return TransactionalProcessor(
+        "s",
+        producer,
+        deep,
+        "dlq",
+        timeout_s=1,
+        limit=limit or DeadLetterLimit(0.9),
+        stop=Stopper(),
+        max_message_bytes=4000,
+    )
+
+
+def test_a_message_that_breaks_the_handler_is_a_dead_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = FakeProducer()
+    proc = deep_processor(producer, monkeypatch)
+    proc.process(FakeConsumer({}), messages("in", [b"a", b"deep", b"b"]))
+    assert producer.visible == [("out", b"a!"), ("dlq", b"deep"), ("out", b"b!")]
+    reasons = [header(h, H_REASON) for h in producer.headers]
+    assert reasons == [None, "unprocessable", None]
+
+
+def test_a_bug_in_the_handler_still_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = FakeProducer()
+    with pytest.raises(KeyError):
+        deep_processor(producer, monkeypatch).process(
+            FakeConsumer({}), messages("in", [b"a", b"bug"])
+        )
+    assert producer.visible == [] and producer.calls[-1] == "abort_transaction"
+
+
+def test_an_output_over_the_size_limit_dead_letters_its_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = FakeProducer()
+    proc = deep_processor(producer, monkeypatch)
+    proc.process(FakeConsumer({}), messages("in", [b"a", b"huge", b"b"]))
+    assert producer.visible == [("out", b"a!"), ("dlq", b"huge"), ("out", b"b!")]
+    assert header(producer.headers[1], H_REASON) == "too_large"
+
+
+def test_a_record_the_broker_refuses_is_dead_lettered_on_the_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The broker's own limit is lower than the setting: only delivery tells.
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+    producer = FakeProducer(
+        reject_delivery=lambda t, v: too_large if t == "out" and v == b"big!" else None
+    )
+    proc = deep_processor(producer, monkeypatch)
+    batch = messages("in", [b"a", b"big", b"b"])
+    with pytest.raises(TransientError):
+        proc.process(FakeConsumer({}), batch)
+    assert producer.visible == [] and "abort_transaction" in producer.calls
+    proc.process(FakeConsumer({}), batch)  # the run loop's retry of the same batch
+    assert producer.visible == [("out", b"a!"), ("dlq", b"big"), ("out", b"b!")]
+    assert header(producer.headers[-2], H_REASON) == "rejected_by_broker"
+    assert proc.condemned == {}
+
+
+def test_a_refused_dead_letter_is_sent_as_headers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+    producer = FakeProducer(reject_delivery=lambda t, v: too_large if v and b"big" in v else None)
+    proc = deep_processor(producer, monkeypatch)
+    batch = messages("in", [b"big"])
+    for _ in range(2):
+        with pytest.raises(TransientError):
+            proc.process(FakeConsumer({}), batch)
+    proc.process(FakeConsumer({}), batch)
+    assert producer.visible == [("dlq", b"")]
+
+
+def test_element_dead_letters_count_against_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = FakeProducer()
+    limit = DeadLetterLimit(0.5, window=10, min_count=3)
+    proc = deep_processor(producer, monkeypatch, limit)
+    proc.process(FakeConsumer({}), messages("in", [b"elements-1", b"elements-2"]))
+    assert proc.dead_lettered == 2 and proc.produced == 2
+    with pytest.raises(DeadLetterLimitExceeded):
+        proc.process(FakeConsumer({}), messages("in", [b"elements-3", b"elements-4"], 1))
