@@ -17,15 +17,12 @@ import msgspec
 
 from common.codec import Codec
 from common.deadletter import H_DETAIL, H_FAILED_AT, H_FIELD, H_REASON, H_STAGE, header
+from common.names import COLLECTOR, GEP, H_APP, H_STATUS
 from common.runloop import Message
 from common.settings import Settings
 from common.store import Cursor
 from dep.spec import DepSpec
-from gep.stage import STAGE as GEP
 
-H_APP = "da-app"
-H_STATUS = "da-status"
-COLLECTOR = "collector"
 _COLUMNS = (
     "stage, app, status, reason, detail, field, body, failed_at, "
     "dlq_topic, dlq_partition, dlq_offset"
