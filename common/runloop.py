@@ -33,6 +33,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from common.errors import TransientError
 
 log = logging.getLogger(__name__)
+# How often an idle loop stores the consumer's positions (``Processor.idle``).
+IDLE_ADVANCE_S = 1.0
 
 
 class Message(Protocol):
@@ -53,6 +55,7 @@ class Consumer(Protocol):
     ) -> None: ...
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
     def seek(self, partition: TopicPartition) -> None: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
     def incremental_assign(self, partitions: list[TopicPartition]) -> None: ...
     def commit(self, *args: Any, **kwargs: Any) -> Any: ...
     def consumer_group_metadata(self) -> Any: ...
@@ -97,6 +100,13 @@ class Processor(Protocol):
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         """Handle the batch and commit it, outputs and offsets together. Invalid events go to the
         dead-letter topic within the same commit. Raising means nothing was committed."""
+
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        """Nothing arrived: the consumer's ``positions`` (of the partitions it owns) passed only
+        records it never hands out (a transaction's commit marker, aborted records) since the
+        last batch. Store them like a batch's offsets, so the lag of a caught-up stage reads 0
+        instead of stopping one short of every marker. Raising a transient error is allowed: it
+        is tried again on a later idle poll."""
 
     def close(self) -> None:
         """Release what the processor holds; the consumer is still open."""
@@ -196,7 +206,7 @@ def run(
         processor.revoked(partitions)
 
     consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
-    last_data = time.monotonic()
+    last_data = last_advance = time.monotonic()
     try:
         while not stop.is_set():
             if max_messages is not None and stats.messages >= max_messages:
@@ -210,6 +220,9 @@ def run(
                 break
             # A consume() that ran a revocation may still return messages fetched before it.
             batch = [m for m in polled if _usable(m) and (m.topic(), m.partition()) in owned]
+            if not polled and owned and time.monotonic() - last_advance >= IDLE_ADVANCE_S:
+                last_advance = time.monotonic()
+                _advance(consumer, processor, owned)
             if not batch:
                 continue
             last_data = time.monotonic()
@@ -233,6 +246,22 @@ def run(
         processor.close()
         consumer.close()
     return stats
+
+
+def _advance(consumer: Consumer, processor: Processor, owned: set[tuple[str, int]]) -> None:
+    positions = [
+        tp
+        for tp in consumer.position([TopicPartition(t, p) for t, p in sorted(owned)])
+        if tp.offset >= 0  # not fetched yet: nothing to store
+    ]
+    if not positions:
+        return
+    try:
+        processor.idle(consumer, positions)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.info("could not store the idle positions, trying again later: %s", exc)
 
 
 def first_offsets(batch: Sequence[Message]) -> dict[tuple[str, int], int]:

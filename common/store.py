@@ -146,6 +146,33 @@ class StoreProcessor(Generic[E]):
         for p in partitions:
             self._stored.pop((p.topic, p.partition), None)
 
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        """Store the positions past the last batch (over commit markers and aborted records
+        only), with the same compare-and-set as a batch, then in Kafka for lag tools."""
+        moved = [
+            tp
+            for tp in positions
+            if (tp.topic, tp.partition) in self._stored
+            and tp.offset > (self._stored[(tp.topic, tp.partition)] or 0)
+        ]
+        if not moved:
+            return
+        conn = self._db()
+        try:
+            with conn.transaction():
+                self._claim(conn.cursor(), moved, {(t.topic, t.partition): t.offset for t in moved})
+        except OffsetConflict as exc:
+            log.warning("%s; resuming from the stored offsets", exc)
+            self._reload(consumer)
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                self._drop_connection_if_broken()
+            raise
+        for tp in moved:
+            self._stored[(tp.topic, tp.partition)] = tp.offset
+        consumer.commit(offsets=moved, asynchronous=True)
+
     # -- one batch -------------------------------------------------------------------------
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         # Step 1

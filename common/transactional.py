@@ -80,6 +80,8 @@ class TransactionalProcessor:
         self.produced = 0
         self.dead_lettered = 0
         self._in_txn = False
+        # The offset last committed per partition, so an idle poll commits only what moved.
+        self._committed: dict[tuple[str, int], int] = {}
         # Fences an older instance with the same transactional id and aborts what it left open;
         # with the broker away at start-up this times out, and librdkafka wants it repeated.
         self._until_done(lambda: producer.init_transactions(timeout_s), give_up_on_stop=True)
@@ -89,17 +91,41 @@ class TransactionalProcessor:
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Nothing is in flight between batches."""
+        for p in partitions:
+            self._committed.pop((p.topic, p.partition), None)
+
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        """Commit the positions past the last batch's commit marker, in a transaction of their
+        own: nothing but markers and aborted records lies between, so nothing is skipped, and
+        the group coordinator fences a zombie's offsets here as it does in ``process``."""
+        moved = [
+            tp for tp in positions if tp.offset > self._committed.get((tp.topic, tp.partition), -1)
+        ]
+        if moved:
+            self._transact(consumer, moved, lambda: (0, 0))
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
+        produced, dead = self._transact(
+            consumer, next_offsets(batch), lambda: self._produce_batch(batch)
+        )
+        self.produced += produced
+        self.dead_lettered += dead
+
+    def _transact(
+        self,
+        consumer: Consumer,
+        offsets: list[TopicPartition],
+        produce: Callable[[], tuple[int, int]],
+    ) -> tuple[int, int]:
         self._abort_leftover()
         # Step 1
         self.producer.begin_transaction()
         self._in_txn = True
         try:
             # Step 2
-            produced, dead = self._produce_batch(batch)
+            produced, dead = produce()
             # Step 3
-            offsets, group = next_offsets(batch), consumer.consumer_group_metadata()
+            group = consumer.consumer_group_metadata()
             self._until_done(
                 lambda: self.producer.send_offsets_to_transaction(offsets, group, self.timeout_s)
             )
@@ -117,8 +143,9 @@ class TransactionalProcessor:
         except BaseException:
             self._abort_leftover(raise_errors=False)
             raise
-        self.produced += produced
-        self.dead_lettered += dead
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+        return produced, dead
 
     def _produce_batch(self, batch: Sequence[Message]) -> tuple[int, int]:
         produced = dead = 0
