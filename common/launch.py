@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
-from common import db
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from common import db, parking
 from common.deadletter import DeadLetterLimit
+from common.health import HealthServer
 from common.kafka import check_kafka, make_consumer, make_producer
+from common.observe import MeteredProducer, StageObserver
 from common.outbox import OutboxRelay, RelayMarker
 from common.runloop import Processor, Producer, RunStats, Stopper, run
 from common.settings import Settings
@@ -40,16 +46,21 @@ def run_transform(
 ) -> RunStats:
     check_kafka(settings)
     topics = Topics(settings.namespace)
+    observer = _observer(settings, stage, None)
+    dead_letters = topics.dead_letter(stage)
+    producer = make_producer(settings, transactional_id=transactional_id(settings, stage))
     processor = TransactionalProcessor(
         stage,
-        make_producer(settings, transactional_id=transactional_id(settings, stage)),
+        MeteredProducer(producer, dead_letters, observer),
         handler,
-        topics.dead_letter(stage),
+        dead_letters,
         timeout_s=settings.io_timeout_s,
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
         stop=stop,
     )
-    stats = _consume(settings, stage, settings.group_id(stage), processor, inputs, stop, limits)
+    stats = _consume(
+        settings, stage, settings.group_id(stage), processor, inputs, stop, observer, limits
+    )
     log.info(
         "%s: stopped after %d events (%d produced, %d dead-lettered)",
         stage,
@@ -77,7 +88,9 @@ def run_store(
     db.check_database(settings)
     topics = Topics(settings.namespace)
     group = settings.group_id(stage)
-    producer = make_producer(settings)
+    observer = _observer(settings, stage, outbox_owner)
+    dead_letters = topics.dead_letter(stage)
+    producer = MeteredProducer(make_producer(settings), dead_letters, observer)
     relay = (
         None
         if outbox_owner is None
@@ -89,13 +102,14 @@ def run_store(
         handler,
         lambda: db.connect(settings),
         producer,
-        topics.dead_letter(stage),
+        dead_letters,
         timeout_s=settings.io_timeout_s,
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
         stop=stop,
         after_commit=None if relay is None else relay.relay,
+        on_commit=observer.committed,
     )
-    stats = _consume(settings, stage, group, processor, inputs, stop, limits)
+    stats = _consume(settings, stage, group, processor, inputs, stop, observer, limits)
     log.info(
         "%s: stopped after %d events (%d dead-lettered)",
         stage,
@@ -124,6 +138,16 @@ def _relay(
     )
 
 
+def _observer(settings: Settings, stage: str, parking_owner: str | None) -> StageObserver:
+    return StageObserver(
+        stage,
+        loop_ttl_s=settings.loop_ttl_s,
+        unassigned_max_s=settings.unassigned_max_s,
+        unhealthy_exit_s=settings.unhealthy_exit_s,
+        parked=None if parking_owner is None else _parked_count(settings, parking_owner),
+    )
+
+
 def _consume(
     settings: Settings,
     stage: str,
@@ -131,16 +155,63 @@ def _consume(
     processor: Processor,
     inputs: list[str],
     stop: Stopper,
+    observer: StageObserver,
     limits: dict[str, Any],
 ) -> RunStats:
-    """The stage's consumer, handed with its processor to the one run loop."""
+    """The stage's consumer, handed with its processor and observer to the one run loop."""
     log.info("%s: consuming %s", stage, ", ".join(inputs))
-    return run(
-        make_consumer(settings, group),
-        processor,
-        inputs,
-        batch_size=settings.batch_size,
-        poll_timeout_s=settings.poll_timeout_s,
-        stop=stop,
-        **limits,
-    )
+    consumer = make_consumer(settings, group)
+    observer.set_input_lag(lambda: _input_lag(consumer, inputs, settings.io_timeout_s))
+    server = None
+    if settings.metrics_port:
+        server = HealthServer(observer, settings.metrics_host, settings.metrics_port)
+        server.start()
+        log.info(
+            "%s: /metrics, /healthz, /readyz on http://%s:%d",
+            stage,
+            settings.metrics_host,
+            server.port,
+        )
+    observer.start()
+    try:
+        return run(
+            consumer,
+            processor,
+            inputs,
+            batch_size=settings.batch_size,
+            poll_timeout_s=settings.poll_timeout_s,
+            stop=stop,
+            observer=observer,
+            **limits,
+        )
+    finally:
+        observer.close()
+        if server is not None:
+            server.close()
+
+
+def _input_lag(consumer: Consumer, inputs: list[str], timeout_s: float) -> tuple[int, int]:
+    """The group's total lag over its input and the sum of its committed offsets (which moves
+    when any instance commits)."""
+    meta = consumer.list_topics(timeout=timeout_s).topics
+    parts = [TopicPartition(t, p) for t in inputs if t in meta for p in sorted(meta[t].partitions)]
+    lag = total = 0
+    for tp in consumer.committed(parts, timeout=timeout_s):
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(tp.topic, tp.partition), timeout=timeout_s
+        )
+        start = tp.offset if tp.offset >= 0 else low
+        lag += max(0, high - start)
+        total += max(0, tp.offset)
+    return lag, total
+
+
+def _parked_count(settings: Settings, owner: str) -> Callable[[], int]:
+    held: list[psycopg.Connection[tuple[object, ...]]] = []
+
+    def count() -> int:
+        if not held or held[0].closed or held[0].broken:
+            held[:] = [db.connect(settings, autocommit=True)]
+        return parking.count(held[0], owner)
+
+    return count

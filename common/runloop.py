@@ -170,6 +170,22 @@ class Stopper:
         return self._event.wait(seconds)
 
 
+class Observer(Protocol):
+    """Hooks around the loop for what cuts across stages (metrics, health); see
+    ``common.observe``. Called from the loop's thread; a hook must not block for long."""
+
+    def assigned(self, partitions: list[TopicPartition]) -> None: ...
+    def revoked(self, partitions: list[TopicPartition]) -> None: ...
+    def turned(self, consumer: Consumer) -> None:
+        """Every turn of the loop, batch or not."""
+
+    def batch(self, batch: Sequence[Message], seconds: float) -> None:
+        """A batch was handled and committed in ``seconds``."""
+
+    def retried(self, exc: BaseException) -> None:
+        """A batch failed transiently; nothing of it was committed."""
+
+
 @dataclass
 class RunStats:
     batches: int = 0
@@ -188,6 +204,7 @@ def run(
     max_messages: int | None = None,
     idle_stop_s: float | None = None,
     on_batch: Callable[[RunStats], None] | None = None,
+    observer: Observer | None = None,
 ) -> RunStats:
     """Run until ``stop`` is set (or, for tests and tools, ``max_messages`` were processed or
     nothing arrived for ``idle_stop_s``)."""
@@ -199,11 +216,15 @@ def run(
         log.info("assigned %s", _fmt(partitions))
         processor.assigned(c, partitions)
         owned.update((p.topic, p.partition) for p in partitions)
+        if observer is not None:
+            observer.assigned(partitions)
 
     def on_revoke(_c: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", _fmt(partitions))
         owned.difference_update((p.topic, p.partition) for p in partitions)
         processor.revoked(partitions)
+        if observer is not None:
+            observer.revoked(partitions)
 
     consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     last_data = last_advance = time.monotonic()
@@ -218,6 +239,8 @@ def run(
             except StopRequested as exc:
                 log.info("%s", exc)
                 break
+            if observer is not None:
+                observer.turned(consumer)
             # A consume() that ran a revocation may still return messages fetched before it.
             batch = [m for m in polled if _usable(m) and (m.topic(), m.partition()) in owned]
             if not polled and owned and time.monotonic() - last_advance >= IDLE_ADVANCE_S:
@@ -225,13 +248,15 @@ def run(
                 _advance(consumer, processor, owned)
             if not batch:
                 continue
-            last_data = time.monotonic()
+            last_data = started = time.monotonic()
             try:
                 processor.process(consumer, batch)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 stats.retries += 1
+                if observer is not None:
+                    observer.retried(exc)
                 backoff = min(30.0, max(0.5, backoff * 2))
                 log.warning("transient fault, retrying the batch in %.1fs: %s", backoff, exc)
                 rewind(consumer, batch)
@@ -240,6 +265,8 @@ def run(
             backoff = 0.0
             stats.batches += 1
             stats.messages += len(batch)
+            if observer is not None:
+                observer.batch(batch, time.monotonic() - started)
             if on_batch is not None:
                 on_batch(stats)
     finally:

@@ -23,6 +23,7 @@ Commit sequence:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -77,9 +78,11 @@ class StoreProcessor(Generic[E]):
         limit: DeadLetterLimit,
         stop: Stopper,
         after_commit: Callable[[psycopg.Connection[tuple[object, ...]]], object] | None = None,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.stage = stage
         self.after_commit = after_commit
+        self.on_commit = on_commit  # told how long each batch's database transaction took
         self.group_id = group_id
         self.handler = handler
         self._connect = connect
@@ -187,6 +190,7 @@ class StoreProcessor(Generic[E]):
             except InvalidEvent as exc:
                 self.limit.record(True)
                 letters.append(dead_letter(self.stage, msg, exc))
+        started = time.monotonic()
         try:
             self._commit(events, kept, letters, batch)
         except OffsetConflict as exc:
@@ -200,6 +204,8 @@ class StoreProcessor(Generic[E]):
             if is_transient(exc):
                 self._drop_connection_if_broken()
             raise
+        if self.on_commit is not None:
+            self.on_commit(time.monotonic() - started)
         # Step 4
         consumer.commit(offsets=next_offsets(batch), asynchronous=True)
         # Step 5
