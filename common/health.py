@@ -8,6 +8,7 @@ registry port plus 100 per instance instead, so the ports are known in advance.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,14 @@ log = logging.getLogger(__name__)
 class HealthServer:
     def __init__(self, observer: StageObserver, host: str, port: int) -> None:
         handler = _handler_for(observer)
-        self.server = ThreadingHTTPServer((host, max(port, 0)), handler)
+        try:
+            self.server = ThreadingHTTPServer((host, max(port, 0)), handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            # Another process holds it (two instances on one host): any free port, logged.
+            log.warning("port %d is taken; serving on a free port instead", port)
+            self.server = ThreadingHTTPServer((host, 0), handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(
