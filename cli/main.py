@@ -34,7 +34,19 @@ def load_settings() -> Settings:
 
 def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
-    from cli import collector, dlq, emit, learning, replay, show, stack, stages, up, workflow
+    from cli import (
+        collector,
+        dlq,
+        emit,
+        learning,
+        replay,
+        show,
+        stack,
+        stages,
+        status,
+        up,
+        workflow,
+    )
 
     stack.register(app)
     emit.register(app)
@@ -46,6 +58,7 @@ def _register() -> None:
     collector.register(app)
     workflow.register(app)
     up.register(app)
+    status.register(app)
 
 
 _register()

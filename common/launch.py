@@ -6,6 +6,7 @@ The CLI calls these; tests call them too, with ``max_messages`` or ``idle_stop_s
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -160,7 +161,9 @@ def _consume(
 ) -> RunStats:
     """The stage's consumer, handed with its processor and observer to the one run loop."""
     log.info("%s: consuming %s", stage, ", ".join(inputs))
-    consumer = make_consumer(settings, group)
+    # The client id names the instance and process, so `da status` can say who holds what.
+    client_id = f"{settings.instance_id or socket.gethostname()}:{os.getpid()}"
+    consumer = make_consumer(settings, group, **{"client.id": client_id})
     observer.set_input_lag(lambda: _input_lag(consumer, inputs, settings.io_timeout_s))
     server = None
     if settings.metrics_port:
