@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
 
 log = logging.getLogger(__name__)
+# An idle stage commits its positions at least this often, to find a wedged producer early.
+IDLE_PROBE_S = 30.0
 EXIT_WEDGED = 3  # the process status when a Kafka client hung; the orchestrator restarts it
 
 
@@ -82,6 +85,7 @@ class TransactionalProcessor:
         self._in_txn = False
         # The offset last committed per partition, so an idle poll commits only what moved.
         self._committed: dict[tuple[str, int], int] = {}
+        self._last_txn = time.monotonic()
         # Fences an older instance with the same transactional id and aborts what it left open;
         # with the broker away at start-up this times out, and librdkafka wants it repeated.
         self._until_done(lambda: producer.init_transactions(timeout_s), give_up_on_stop=True)
@@ -103,6 +107,11 @@ class TransactionalProcessor:
         ]
         if moved:
             self._transact(consumer, moved, lambda: (0, 0))
+        elif time.monotonic() - self._last_txn > IDLE_PROBE_S:
+            # Nothing to commit for a while: commit the same positions anyway. After a broker
+            # restart a transactional producer can be wedged without knowing it; finding out now
+            # (the call is bounded, see ``_bounded``) restarts an idle stage before data waits.
+            self._transact(consumer, positions, lambda: (0, 0))
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         produced, dead = self._transact(
@@ -145,6 +154,7 @@ class TransactionalProcessor:
             raise
         for tp in offsets:
             self._committed[(tp.topic, tp.partition)] = tp.offset
+        self._last_txn = time.monotonic()
         return produced, dead
 
     def _produce_batch(self, batch: Sequence[Message]) -> tuple[int, int]:

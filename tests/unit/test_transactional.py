@@ -123,3 +123,17 @@ def test_a_call_that_never_returns_ends_the_process(monkeypatch: pytest.MonkeyPa
         proc.process(FakeConsumer({}), messages("in", [b"a"]))
     assert "commit_transaction" not in producer.calls and producer.visible == []
     never.set()
+
+
+def test_an_idle_stage_probes_its_producer_with_a_transaction_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = FakeProducer()
+    proc = processor(producer, monkeypatch)
+    consumer = FakeConsumer({})
+    proc.process(consumer, messages("in", [b"a"]))
+    proc.idle(consumer, [TopicPartition("in", 0, 1)])
+    assert producer.calls.count("commit_transaction") == 1
+    monkeypatch.setattr("common.transactional.IDLE_PROBE_S", 0.0)
+    proc.idle(consumer, [TopicPartition("in", 0, 1)])
+    assert producer.calls.count("commit_transaction") == 2
