@@ -9,6 +9,7 @@ the last minute. Exit status: 0 every stage OK, 1 a warning (CATCHING_UP, SLOW, 
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict
@@ -84,6 +85,14 @@ def _minute_ago(
     return min(old, key=lambda e: abs(now - e[0] - MINUTE_S), default=None)
 
 
+def _last_moved(history: list[tuple[float, dict[str, StageSample]]], name: str) -> str | None:
+    moved = None
+    for (_, a), (t, b) in itertools.pairwise(history):
+        if name in a and name in b and b[name].processed > a[name].processed:
+            moved = t
+    return None if moved is None else datetime.fromtimestamp(moved, UTC).isoformat()
+
+
 def report(reader: Reader, interval_s: float, history_path: Path) -> dict[str, Any]:
     history = load_history(history_path)
     t0 = time.time()
@@ -102,7 +111,10 @@ def report(reader: Reader, interval_s: float, history_path: Path) -> dict[str, A
         per_s = rate(now[name], t1, old, past[0]) if past and old else None
         per_s = per_s if per_s is not None else rate(now[name], t1, before[name], t0)
         details = reader.details(stage, now[name]) if now[name].error is None else None
-        rows.append(_row(stage.short_name, now[name], j, per_s, details))
+        row = _row(stage.short_name, now[name], j, per_s, details)
+        if row["last_commit"] is None:  # no commit time kept: when its offsets last moved
+            row["last_commit"] = _last_moved(history, name)
+        rows.append(row)
     return {
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "stages": rows,

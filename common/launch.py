@@ -18,7 +18,8 @@ from common import db, parking
 from common.deadletter import DeadLetterLimit
 from common.health import HealthServer
 from common.kafka import check_kafka, make_consumer, make_producer
-from common.observe import MeteredProducer, StageObserver
+from common.metrics import MeteredProducer
+from common.observe import StageObserver
 from common.outbox import OutboxRelay, RelayMarker
 from common.runloop import Processor, Producer, RunStats, Stopper, run
 from common.settings import Settings

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +69,16 @@ def _wait(what: str, check: Any, timeout_s: float) -> float:
     return time.monotonic() - started
 
 
+def _check_metrics(promtool: str, url: str) -> None:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read()
+    assert b"da_" in text or b"collector" in text, url
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    assert checked.returncode == 0, (url, checked.stdout, checked.stderr)
+
+
 def test_every_stage_resumes_after_a_broker_restart_under_da_up(
-    services: Services, settings_env: dict[str, str], tmp_path: Path
+    services: Services, settings_env: dict[str, str], tmp_path: Path, promtool: str
 ) -> None:
     if services.origin != "launcher":
         message = "restarting the broker needs the local launcher's stack"
@@ -89,6 +99,12 @@ def test_every_stage_resumes_after_a_broker_restart_under_da_up(
     try:
         sent = _emit(env, tmp_path / "one.csv", 1)
         _wait("the pipeline to drain", lambda: _all_ok(env, sent), 300)
+        # Every stage's /metrics passes promtool (each logs the port it bound).
+        for stage in stages.consuming():
+            text = (tmp_path / "state" / "up" / f"{stage.short_name}-0.log").read_text()
+            port = re.findall(r"/readyz on http://[\d.]+:(\d+)", text)[-1]
+            _check_metrics(promtool, f"http://127.0.0.1:{port}/metrics")
+        _check_metrics(promtool, f"http://127.0.0.1:{env['DA_COLLECTOR_PORT']}/metrics")
 
         before = launcher_kafka.status(TEST_STACK_DIR)
         launcher_kafka.stop(TEST_STACK_DIR)

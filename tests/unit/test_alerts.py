@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from common.observe import StageMetrics
+from common.metrics import StageMetrics
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 

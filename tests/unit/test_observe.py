@@ -15,7 +15,8 @@ from prometheus_client import generate_latest
 
 from common.deadletter import H_REASON
 from common.health import HealthServer
-from common.observe import MeteredProducer, StageObserver
+from common.metrics import MeteredProducer
+from common.observe import StageObserver
 from tests.fakes import FakeConsumer, FakeProducer, messages
 
 
