@@ -122,3 +122,8 @@ def test_run_refuses_an_unknown_stage_naming_the_known_ones() -> None:
     result = CliRunner().invoke(app, ["run", "nope"])
     assert result.exit_code == 2
     assert "collector" in result.output
+
+
+def test_dlq_commands_take_any_name_of_a_stage_and_refuse_unknown_ones() -> None:
+    result = CliRunner().invoke(app, ["dlq", "show", "nosuchstage"])
+    assert result.exit_code == 2 and "known: gep" in result.output
