@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -146,7 +145,7 @@ def _observer(settings: Settings, stage: str, parking_owner: str | None) -> Stag
         loop_ttl_s=settings.loop_ttl_s,
         unassigned_max_s=settings.unassigned_max_s,
         unhealthy_exit_s=settings.unhealthy_exit_s,
-        parked=None if parking_owner is None else _parked_count(settings, parking_owner),
+        parked=None if parking_owner is None else _ParkedCount(settings, parking_owner),
     )
 
 
@@ -210,12 +209,22 @@ def _input_lag(consumer: Consumer, inputs: list[str], timeout_s: float) -> tuple
     return lag, total
 
 
-def _parked_count(settings: Settings, owner: str) -> Callable[[], int]:
-    held: list[psycopg.Connection[tuple[object, ...]]] = []
+class _ParkedCount:
+    """How many events an owner has parked, on a connection of its own (the loop's sample runs
+    between batches, never inside the processor's transaction)."""
 
-    def count() -> int:
-        if not held or held[0].closed or held[0].broken:
-            held[:] = [db.connect(settings, autocommit=True)]
-        return parking.count(held[0], owner)
+    def __init__(self, settings: Settings, owner: str) -> None:
+        self.settings = settings
+        self.owner = owner
+        self.conn: psycopg.Connection[tuple[object, ...]] | None = None
 
-    return count
+    def __call__(self) -> int:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.close()
+            self.conn = db.connect(self.settings, autocommit=True)
+        return parking.count(self.conn, self.owner)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None

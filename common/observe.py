@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from confluent_kafka import TopicPartition
 
@@ -30,6 +31,13 @@ from common.runloop import Consumer, Message
 log = logging.getLogger(__name__)
 EXIT_UNHEALTHY = 3  # as a wedged Kafka client: the supervisor restarts the process
 LAG_EVERY_S = 5.0
+
+
+class ParkedCount(Protocol):
+    """How many events the stage has parked; holds a database connection until closed."""
+
+    def __call__(self) -> int: ...
+    def close(self) -> None: ...
 
 
 class StageObserver:
@@ -44,7 +52,7 @@ class StageObserver:
         unassigned_max_s: float,
         unhealthy_exit_s: float,
         input_lag: Callable[[], tuple[int, int] | None] | None = None,
-        parked: Callable[[], int] | None = None,
+        parked: ParkedCount | None = None,
         exit: Callable[[str], None] | None = None,
     ) -> None:
         self.metrics = StageMetrics(stage)
@@ -142,6 +150,8 @@ class StageObserver:
 
     def close(self) -> None:
         self._stop.set()
+        if self._parked is not None:
+            self._parked.close()
 
     def _watch(self) -> None:
         while not self._stop.wait(1.0):
