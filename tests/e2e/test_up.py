@@ -56,9 +56,14 @@ def _emit(env: dict[str, str], path: Path, seed: int) -> int:
     rows = generate(seed=seed, count=150)
     with path.open("w") as out:
         write_csv(rows, out)
-    done = subprocess.run(da("emit", str(path), "--rate", "100000"), env=env, cwd=REPO)
-    assert done.returncode == 0
-    return len(rows)
+    # Right after a broker restart its partitions may not take writes yet: `da emit` then
+    # reports failed deliveries; sending the file again is harmless (the DEP dedupes by id).
+    for _ in range(10):
+        done = subprocess.run(da("emit", str(path), "--rate", "100000"), env=env, cwd=REPO)
+        if done.returncode == 0:
+            return len(rows)
+        time.sleep(5)
+    raise AssertionError(f"da emit {path} kept failing")
 
 
 def _wait(what: str, check: Any, timeout_s: float) -> float:
