@@ -23,14 +23,12 @@ from psycopg import sql
 from bench import report
 from bench.e2e import run_pipeline
 from bench.ingest import produce, sample_messages
-from bench.stage import DEP, STAGES, measure_isolated
-from cli.stages import all_topics, dep_stage
-from common import db
+from bench.stage import STAGES, measure_isolated
+from cli.stages import all_topics
+from common import db, stages
 from common.kafka import ensure_topics, make_admin
 from common.settings import Settings
-from demux.stage import STAGE as DEMUX
 from dep import registry
-from gep.stage import STAGE as GEP
 
 log = logging.getLogger("bench")
 
@@ -116,7 +114,7 @@ def _clean_up(*runs: Settings) -> None:
                     )
                 )
             admin = make_admin(s)
-            groups = [s.group_id(g) for g in (GEP, DEMUX, dep_stage(DEP))]
+            groups = [s.group_id(stages.get(g).name) for g in STAGES]
             for future in admin.delete_consumer_groups(groups).values():
                 try:
                     future.result()

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench import proc
 from bench.report import Figure
+from common import stages as registry
 from common.codec import Codec
 from common.events import FulfillmentEvent
 from common.launch import run_store, run_transform
@@ -25,14 +26,11 @@ from common.settings import Settings
 from common.store import Cursor, StoreHandler
 from common.topics import Topics
 from common.transactional import Handler, Output
-from demux.stage import STAGE as DEMUX
-from demux.stage import Demux
-from dep import registry
-from gep.stage import STAGE as GEP
-from gep.stage import Gep
 
 DEP = "fulfillment-state"
-STAGES = (GEP, DEMUX, DEP)
+# What the bench measures alone, by registry name (``stages.get`` also takes a DEP's own name).
+STAGES = ("gep", "demux", DEP)
+_LABELS = {"gep": "GEP alone (ingest -> canonical)", "demux": "demux alone (canonical -> DE)"}
 
 
 class _Clock:
@@ -105,23 +103,18 @@ def measure(settings: Settings, stage: str, n: int, idle_stop_s: float) -> Figur
         "idle_stop_s": idle_stop_s,
         "on_batch": clock.batch,
     }
-    if stage == GEP:
-        gep = Gep(topics, Codec())
-        stats = run_transform(settings, GEP, _timed(gep, clock), gep.input_topics(), stop, **limits)
-        name = "GEP alone (ingest -> canonical)"
-    elif stage == DEMUX:
-        demux = Demux(topics, Codec())
-        stats = run_transform(
-            settings, DEMUX, _timed(demux, clock), demux.input_topics(), stop, **limits
-        )
-        name = "demux alone (canonical -> DE)"
-    elif stage == DEP:
-        spec = registry.get(DEP)
-        handler = _TimedStore(spec.build(settings, Codec()), clock)
-        stats = run_store(settings, f"dep.{DEP}", handler, spec.topics(topics), stop, **limits)
-        name = "DEP fulfillment-state alone (DE -> PostgreSQL)"
-    else:
+    if stage not in STAGES:
         raise ValueError(f"no stage named {stage!r}; known: {', '.join(STAGES)}")
+    spec = registry.get(stage)
+    inputs = spec.input_topics(topics)
+    if spec.dep is None:
+        handler = _timed(spec.handler(settings, Codec()), clock)
+        stats = run_transform(settings, spec.name, handler, inputs, stop, **limits)
+        name = _LABELS[spec.name]
+    else:
+        store = _TimedStore(spec.dep.build(settings, Codec()), clock)
+        stats = run_store(settings, spec.name, store, inputs, stop, **limits)
+        name = f"DEP {spec.dep.name} alone (DE -> PostgreSQL)"
     note = f"{stats.retries} batch(es) retried after a transient fault" if stats.retries else ""
     if stats.messages < n:
         note = f"stopped idle after {stats.messages:,} of {n:,} messages; {note}".rstrip("; ")

@@ -10,10 +10,10 @@ from collector import apps
 from collector.eventtypes import EventTypeError
 from common import db
 from common.kafka import ServiceUnavailable, check_kafka, make_admin
+from common.names import COLLECTOR
 from common.settings import Settings
 from common.topics import Topics
 from dep import registry
-from dep.collector_errors import COLLECTOR
 
 collector_app = typer.Typer(help="The HTTP collector (seed 003).", no_args_is_help=True)
 apps_app = typer.Typer(help="Applications trusted to post events.", no_args_is_help=True)

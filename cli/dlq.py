@@ -21,6 +21,7 @@ import typer
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from common import deadletter as dl
+from common import stages as registry
 from common.kafka import check_kafka, make_consumer, make_producer
 from common.settings import Settings
 from common.topics import Topics
@@ -48,9 +49,8 @@ class Letter:
 
 
 def stages() -> list[str]:
-    from cli.stages import all_stages
-
-    return all_stages()
+    """Every stage has a dead-letter topic (the registry's order)."""
+    return [s.name for s in registry.STAGES]
 
 
 def read_letters(settings: Settings, stage: str, limit: int | None = None) -> Iterator[Letter]:
@@ -134,7 +134,19 @@ def _time(value: str | None, name: str) -> datetime | None:
     return at if at.tzinfo else at.astimezone()
 
 
-Stage = Annotated[str, typer.Argument(help="gep, demux or dep.<name> (see `da dlq list`).")]
+Stage = Annotated[
+    str, typer.Argument(help="gep, demux, collector or a DEP's name (see `da dlq list`).")
+]
+
+
+def _stage(name: str) -> str:
+    """The registry's name of a stage given by either of its names; unknown: a usage error."""
+    try:
+        return registry.get(name).name
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0])) from None
+
+
 Reason = Annotated[str | None, typer.Option(help="Only dead letters with this reason.")]
 Since = Annotated[str | None, typer.Option(help="Only those that failed at or after (ISO 8601).")]
 Until = Annotated[str | None, typer.Option(help="Only those that failed at or before.")]
@@ -166,6 +178,7 @@ def show(
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
 ) -> None:
     """The dead letters of a stage, with where they came from and why."""
+    stage = _stage(stage)
     settings = _settings()
     t0, t1 = _time(since, "--since"), _time(until, "--until")
     shown = 0
@@ -196,6 +209,7 @@ def replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, send nothing.")] = False,
 ) -> None:
     """Send matching dead letters back to the topic they failed on, after a fix."""
+    stage = _stage(stage)
     settings = _settings()
     t0, t1 = _time(since, "--since"), _time(until, "--until")
     producer = None if dry_run else make_producer(settings)

@@ -34,7 +34,19 @@ def load_settings() -> Settings:
 
 def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
-    from cli import collector, dlq, emit, learning, replay, show, stack, stages, workflow
+    from cli import (
+        collector,
+        dlq,
+        emit,
+        learning,
+        replay,
+        show,
+        stack,
+        stages,
+        status,
+        up,
+        workflow,
+    )
 
     stack.register(app)
     emit.register(app)
@@ -45,6 +57,8 @@ def _register() -> None:
     learning.register(app)
     collector.register(app)
     workflow.register(app)
+    up.register(app)
+    status.register(app)
 
 
 _register()

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from common import db
 from common.kafka import check_kafka, make_admin, make_consumer
+from common.names import dep_stage
 from common.settings import Settings
 from common.topics import Topics
 from dep import registry
@@ -77,7 +78,6 @@ def replay(
     """Re-read a DEP's input from a time, or rebuild its tables from scratch. The DEP must be
     stopped (every instance)."""
     from cli.main import load_settings
-    from cli.stages import dep_stage
 
     if (since is None) == (not rebuild):
         raise typer.BadParameter("give exactly one of --from TIME and --rebuild")

@@ -1,24 +1,20 @@
-"""``da topics``, ``da db``, and the stage commands: ``da gep run``, ``da demux run``,
-``da dep run NAME``, ``da dep list``."""
+"""``da run STAGE`` (with ``da gep run``, ``da demux run``, ``da dep run NAME`` as aliases),
+``da topics``, ``da db``, ``da dep list``: all read the stage registry (``common.stages``)."""
 
 from __future__ import annotations
 
 import typer
 
 from collector.apps import MIGRATIONS as COLLECTOR_MIGRATIONS
-from common import db
+from common import db, stages
 from common.codec import Codec
 from common.kafka import check_kafka, ensure_topics
 from common.launch import run_store, run_transform
 from common.runloop import Stopper
 from common.settings import Settings, SettingsError
+from common.stages import Stage
 from common.topics import Topics
-from demux.stage import STAGE as DEMUX
-from demux.stage import Demux, sink_buckets
 from dep import registry
-from dep.collector_errors import COLLECTOR
-from gep.stage import STAGE as GEP
-from gep.stage import Gep
 
 topics_app = typer.Typer(help="Create and list the pipeline's Kafka topics.", no_args_is_help=True)
 db_app = typer.Typer(help="PostgreSQL state stores.", no_args_is_help=True)
@@ -31,28 +27,45 @@ dep_app = typer.Typer(
 )
 
 
-def dep_stage(name: str) -> str:
-    return f"dep.{name}"
-
-
-def all_stages() -> list[str]:
-    """Every stage name: each has a consumer group and a dead-letter topic."""
-    return [GEP, DEMUX, COLLECTOR] + [dep_stage(n) for n in registry.DEPS]
-
-
 def all_topics(settings: Settings) -> list[str]:
-    topics = Topics(settings.namespace)
-    stages = all_stages()
-    buckets = sink_buckets()
-    for spec in registry.DEPS.values():
-        buckets += list(spec.inputs) + list(spec.emits)
-    return topics.all_for(stages, buckets)
+    return stages.all_topics(Topics(settings.namespace))
 
 
 def _settings() -> Settings:
     from cli.main import load_settings
 
     return load_settings()
+
+
+def _stage(name: str) -> Stage:
+    try:
+        return stages.get(name)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0])) from None
+
+
+def run_stage(stage: Stage) -> None:
+    """One process of a consuming stage, until SIGTERM / SIGINT."""
+    settings = _settings()
+    stop = Stopper()
+    stop.install()
+    topics = Topics(settings.namespace)
+    inputs = stage.input_topics(topics)
+    if stage.dep is None:
+        run_transform(settings, stage.name, stage.handler(settings, Codec()), inputs, stop)
+        return
+    db.migrate(settings, registry.all_migrations())
+    handler = stage.dep.build(settings, Codec())
+    owner = stage.owner if stage.dep.outbox else None
+    run_store(
+        settings,
+        stage.name,
+        handler,
+        inputs,
+        stop,
+        outbox_owner=owner,
+        outbox_exactly_once=stage.dep.outbox_exactly_once,
+    )
 
 
 @topics_app.command("ensure")
@@ -88,44 +101,21 @@ def db_migrate() -> None:
 @gep_app.command("run")
 def gep_run() -> None:
     """Consume the ingest topic, publish canonical events, dead-letter invalid ones."""
-    settings = _settings()
-    stop = Stopper()
-    stop.install()
-    gep = Gep(Topics(settings.namespace), Codec(), settings.max_message_bytes)
-    run_transform(settings, GEP, gep, gep.input_topics(), stop)
+    run_stage(stages.get("gep"))
 
 
 @demux_app.command("run")
 def demux_run() -> None:
     """Consume canonical events, publish discrete events (one metric each)."""
-    settings = _settings()
-    stop = Stopper()
-    stop.install()
-    demux = Demux(Topics(settings.namespace), Codec())
-    run_transform(settings, DEMUX, demux, demux.input_topics(), stop)
+    run_stage(stages.get("demux"))
 
 
 @dep_app.command("run")
 def dep_run(name: str = typer.Argument(..., help="The DEP to run (see `da dep list`).")) -> None:
     """Run one DEP: consume its DE topics and keep its tables (applies migrations first)."""
-    try:
-        spec = registry.get(name)
-    except KeyError as exc:
-        raise typer.BadParameter(str(exc.args[0])) from None
-    settings = _settings()
-    stop = Stopper()
-    stop.install()
-    db.migrate(settings, registry.all_migrations())
-    handler = spec.build(settings, Codec())
-    run_store(
-        settings,
-        dep_stage(name),
-        handler,
-        spec.topics(Topics(settings.namespace)),
-        stop,
-        outbox_owner=spec.name if spec.outbox else None,
-        outbox_exactly_once=spec.outbox_exactly_once,
-    )
+    if name not in registry.DEPS:
+        raise typer.BadParameter(f"no DEP named {name!r}; known: {', '.join(registry.DEPS)}")
+    run_stage(stages.get(name))
 
 
 @dep_app.command("list")
@@ -136,20 +126,39 @@ def dep_list() -> None:
     except SettingsError:  # listing needs no services; show names without a namespace
         settings = Settings(kafka_bootstrap_servers="-", database_url="-")
     topics = Topics(settings.namespace)
-    for spec in registry.DEPS.values():
+    for stage in stages.STAGES:
+        if stage.dep is None:
+            continue
+        spec = stage.dep
         typer.echo(f"{spec.name}: {spec.description}")
-        typer.echo(f"  topics: {', '.join(spec.topics(topics))}")
-        typer.echo(f"  group:  {settings.group_id(dep_stage(spec.name))}")
+        typer.echo(f"  topics: {', '.join(stage.input_topics(topics))}")
+        typer.echo(f"  group:  {stage.group(settings)}")
         typer.echo(f"  tables: {', '.join(spec.tables)}")
-        if spec.emits:
-            emits = [topics.sink_bucket(src, b) for src, b in spec.emits]
-            typer.echo(f"  emits:  {', '.join(emits)} (through the outbox)")
+        if stage.outputs:
+            emits = ", ".join(stage.output_topics(topics))
+            typer.echo(f"  emits:  {emits} (through the outbox)")
         if spec.selectors:
             typer.echo(f"  selectors: {', '.join(spec.selectors)} (others skipped undecoded)")
-        typer.echo(f"  dead letters: {topics.dead_letter(dep_stage(spec.name))}")
+        typer.echo(f"  dead letters: {stage.dead_letter_topic(topics)}")
+
+
+def run(
+    name: str = typer.Argument(
+        ..., help="The stage: gep, demux, collector, or a DEP's name (see `da dep list`)."
+    ),
+) -> None:
+    """Run one process of a stage until SIGTERM / SIGINT (run more to scale out)."""
+    stage = _stage(name)
+    if stage.kind == "http":
+        from cli.collector import collector_run
+
+        collector_run()
+        return
+    run_stage(stage)
 
 
 def register(app: typer.Typer) -> None:
+    app.command("run")(run)
     app.add_typer(topics_app, name="topics")
     app.add_typer(db_app, name="db")
     app.add_typer(gep_app, name="gep")

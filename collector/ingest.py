@@ -5,7 +5,7 @@ Where each check lives, and why:
 
 - **here, synchronously** (the client can still be told, with the field): the body is JSON, one
   event object or a list of them; each event has the seed's fields with the right types
-  (``gep.formats.web.decode_event`` / ``check``, the same code GEP runs), its payload nested at
+  (``common.web_post.decode_event`` / ``check``, the same code GEP runs), its payload nested at
   most 64 deep and holding only text PostgreSQL can store; its payload matches its type's schema
   (``collector.eventtypes``); its timestamp is not ahead of the collector's clock by more than
   ``DA_COLLECTOR_MAX_SKEW_S`` (only the receiver's clock at receipt is a fair judge: checked
@@ -29,12 +29,11 @@ import msgspec
 from collector.eventtypes import EventTypes
 from collector.produce import Record
 from common import deadletter
+from common import web_post as web
+from common.checks import too_deep
 from common.errors import InvalidEvent
+from common.names import COLLECTOR, FORMAT_HEADER, H_APP, H_STATUS
 from common.topics import Topics
-from dep.collector_errors import COLLECTOR, H_APP, H_STATUS
-from gep.formats import web
-from gep.formats.checks import too_deep
-from gep.stage import FORMAT_HEADER
 
 _FORMAT = [(FORMAT_HEADER, web.NAME.encode())]
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])

@@ -111,6 +111,9 @@ class Guarded:
             self._suspect.pop(tp, None)
         self.inner.revoked(partitions)
 
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        self.inner.idle(consumer, positions)
+
     def close(self) -> None:
         self.inner.close()
         self._settle(set(self._clean))

@@ -6,13 +6,20 @@ The CLI calls these; tests call them too, with ``max_messages`` or ``idle_stop_s
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 
-from common import db
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from common import db, parking
 from common.deadletter import DeadLetterLimit
 from common.guard import Condemning, Guarded
+from common.health import HealthServer
 from common.kafka import check_kafka, make_consumer, make_producer
+from common.metrics import MeteredProducer
+from common.observe import StageObserver
 from common.outbox import OutboxRelay, RelayMarker
 from common.runloop import Producer, RunStats, Stopper, run
 from common.settings import Settings
@@ -41,17 +48,22 @@ def run_transform(
 ) -> RunStats:
     check_kafka(settings)
     topics = Topics(settings.namespace)
+    observer = _observer(settings, stage, None)
+    dead_letters = topics.dead_letter(stage)
+    producer = make_producer(settings, transactional_id=transactional_id(settings, stage))
     processor = TransactionalProcessor(
         stage,
-        make_producer(settings, transactional_id=transactional_id(settings, stage)),
+        MeteredProducer(producer, dead_letters, observer),
         handler,
-        topics.dead_letter(stage),
+        dead_letters,
         timeout_s=settings.io_timeout_s,
         limit=DeadLetterLimit(settings.dead_letter_max_ratio),
         stop=stop,
         max_message_bytes=settings.max_message_bytes,
     )
-    stats = _consume(settings, stage, settings.group_id(stage), processor, inputs, stop, limits)
+    stats = _consume(
+        settings, stage, settings.group_id(stage), processor, inputs, stop, observer, limits
+    )
     log.info(
         "%s: stopped after %d events (%d produced, %d dead-lettered)",
         stage,
@@ -79,7 +91,9 @@ def run_store(
     db.check_database(settings)
     topics = Topics(settings.namespace)
     group = settings.group_id(stage)
-    producer = make_producer(settings)
+    observer = _observer(settings, stage, outbox_owner)
+    dead_letters = topics.dead_letter(stage)
+    producer = MeteredProducer(make_producer(settings), dead_letters, observer)
     limit = DeadLetterLimit(settings.dead_letter_max_ratio)
     relay = (
         None
@@ -94,14 +108,15 @@ def run_store(
         handler,
         lambda: db.connect(settings),
         producer,
-        topics.dead_letter(stage),
+        dead_letters,
         timeout_s=settings.io_timeout_s,
         limit=limit,
         stop=stop,
         after_commit=None if relay is None else relay.relay,
         max_message_bytes=settings.max_message_bytes,
+        on_commit=observer.committed,
     )
-    stats = _consume(settings, stage, group, processor, inputs, stop, limits)
+    stats = _consume(settings, stage, group, processor, inputs, stop, observer, limits)
     log.info(
         "%s: stopped after %d events (%d dead-lettered)",
         stage,
@@ -137,6 +152,16 @@ def _relay(
     )
 
 
+def _observer(settings: Settings, stage: str, parking_owner: str | None) -> StageObserver:
+    return StageObserver(
+        stage,
+        loop_ttl_s=settings.loop_ttl_s,
+        unassigned_max_s=settings.unassigned_max_s,
+        unhealthy_exit_s=settings.unhealthy_exit_s,
+        parked=None if parking_owner is None else _ParkedCount(settings, parking_owner),
+    )
+
+
 def _consume(
     settings: Settings,
     stage: str,
@@ -144,10 +169,11 @@ def _consume(
     processor: Condemning,
     inputs: list[str],
     stop: Stopper,
+    observer: StageObserver,
     limits: dict[str, Any],
 ) -> RunStats:
-    """The stage's consumer, handed with its processor (behind the crash-loop guard) to the one
-    run loop."""
+    """The stage's consumer, handed with its processor (behind the crash-loop guard) and its
+    observer to the one run loop."""
     log.info("%s: consuming %s", stage, ", ".join(inputs))
     guarded = Guarded(
         processor,
@@ -157,12 +183,70 @@ def _consume(
         max_crashes=settings.max_crashes,
         crash_marker=settings.test_crash_marker,
     )
-    return run(
-        make_consumer(settings, group),
-        guarded,
-        inputs,
-        batch_size=settings.batch_size,
-        poll_timeout_s=settings.poll_timeout_s,
-        stop=stop,
-        **limits,
-    )
+    # The client id names the instance and process, so `da status` can say who holds what.
+    client_id = f"{settings.instance_id or socket.gethostname()}:{os.getpid()}"
+    consumer = make_consumer(settings, group, **{"client.id": client_id})
+    observer.set_input_lag(lambda: _input_lag(consumer, inputs, settings.io_timeout_s))
+    server = None
+    if settings.metrics_port:
+        server = HealthServer(observer, settings.metrics_host, settings.metrics_port)
+        server.start()
+        log.info(
+            "%s: /metrics, /healthz, /readyz on http://%s:%d",
+            stage,
+            settings.metrics_host,
+            server.port,
+        )
+    observer.start()
+    try:
+        return run(
+            consumer,
+            guarded,
+            inputs,
+            batch_size=settings.batch_size,
+            poll_timeout_s=settings.poll_timeout_s,
+            stop=stop,
+            observer=observer,
+            **limits,
+        )
+    finally:
+        observer.close()
+        if server is not None:
+            server.close()
+
+
+def _input_lag(consumer: Consumer, inputs: list[str], timeout_s: float) -> tuple[int, int]:
+    """The group's total lag over its input and the sum of its committed offsets (which moves
+    when any instance commits)."""
+    meta = consumer.list_topics(timeout=timeout_s).topics
+    parts = [TopicPartition(t, p) for t in inputs if t in meta for p in sorted(meta[t].partitions)]
+    lag = total = 0
+    for tp in consumer.committed(parts, timeout=timeout_s):
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(tp.topic, tp.partition), timeout=timeout_s
+        )
+        start = tp.offset if tp.offset >= 0 else low
+        lag += max(0, high - start)
+        total += max(0, tp.offset)
+    return lag, total
+
+
+class _ParkedCount:
+    """How many events an owner has parked, on a connection of its own (the loop's sample runs
+    between batches, never inside the processor's transaction)."""
+
+    def __init__(self, settings: Settings, owner: str) -> None:
+        self.settings = settings
+        self.owner = owner
+        self.conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def __call__(self) -> int:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.close()
+            self.conn = db.connect(self.settings, autocommit=True)
+        return parking.count(self.conn, self.owner)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None

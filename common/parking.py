@@ -96,3 +96,8 @@ def summary(conn: psycopg.Connection[tuple[object, ...]]) -> list[ParkedSummary]
         "GROUP BY owner ORDER BY owner"
     ).fetchall()
     return [ParkedSummary(str(o), int(str(n)), t, int(str(w))) for o, n, t, w in rows]  # type: ignore[arg-type]
+
+
+def count(conn: psycopg.Connection[tuple[object, ...]], owner: str) -> int:
+    row = conn.execute("SELECT count(*) FROM da_parked WHERE owner = %s", (owner,)).fetchone()
+    return int(str(row[0])) if row else 0

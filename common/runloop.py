@@ -38,6 +38,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from common import faults
 
 log = logging.getLogger(__name__)
+# How often an idle loop stores the consumer's positions (``Processor.idle``).
+IDLE_ADVANCE_S = 1.0
 
 
 class Message(Protocol):
@@ -58,6 +60,7 @@ class Consumer(Protocol):
     ) -> None: ...
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
     def seek(self, partition: TopicPartition) -> None: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
     def incremental_assign(self, partitions: list[TopicPartition]) -> None: ...
     def commit(self, *args: Any, **kwargs: Any) -> Any: ...
     def consumer_group_metadata(self) -> Any: ...
@@ -104,6 +107,13 @@ class Processor(Protocol):
         """Handle the batch and commit it, outputs and offsets together. Invalid events go to the
         dead-letter topic within the same commit. Raising means nothing was committed."""
 
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        """Nothing arrived: the consumer's ``positions`` (of the partitions it owns) passed only
+        records it never hands out (a transaction's commit marker, aborted records) since the
+        last batch. Store them like a batch's offsets, so the lag of a caught-up stage reads 0
+        instead of stopping one short of every marker. Raising a transient error is allowed: it
+        is tried again on a later idle poll."""
+
     def close(self) -> None:
         """Release what the processor holds; the consumer is still open."""
 
@@ -146,6 +156,22 @@ class Stopper:
         return self._event.wait(seconds)
 
 
+class Observer(Protocol):
+    """Hooks around the loop for what cuts across stages (metrics, health); see
+    ``common.observe``. Called from the loop's thread; a hook must not block for long."""
+
+    def assigned(self, partitions: list[TopicPartition]) -> None: ...
+    def revoked(self, partitions: list[TopicPartition]) -> None: ...
+    def turned(self, consumer: Consumer) -> None:
+        """Every turn of the loop, batch or not."""
+
+    def batch(self, batch: Sequence[Message], seconds: float) -> None:
+        """A batch was handled and committed in ``seconds``."""
+
+    def retried(self, exc: BaseException) -> None:
+        """A batch failed transiently; nothing of it was committed."""
+
+
 @dataclass
 class RunStats:
     batches: int = 0
@@ -164,6 +190,7 @@ def run(
     max_messages: int | None = None,
     idle_stop_s: float | None = None,
     on_batch: Callable[[RunStats], None] | None = None,
+    observer: Observer | None = None,
 ) -> RunStats:
     """Run until ``stop`` is set (or, for tests and tools, ``max_messages`` were processed or
     nothing arrived for ``idle_stop_s``)."""
@@ -175,14 +202,18 @@ def run(
         log.info("assigned %s", _fmt(partitions))
         processor.assigned(c, partitions)
         owned.update((p.topic, p.partition) for p in partitions)
+        if observer is not None:
+            observer.assigned(partitions)
 
     def on_revoke(_c: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", _fmt(partitions))
         owned.difference_update((p.topic, p.partition) for p in partitions)
         processor.revoked(partitions)
+        if observer is not None:
+            observer.revoked(partitions)
 
     consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
-    last_data = time.monotonic()
+    last_data = last_advance = time.monotonic()
     try:
         while not stop.is_set():
             if max_messages is not None and stats.messages >= max_messages:
@@ -194,17 +225,24 @@ def run(
             except StopRequested as exc:
                 log.info("%s", exc)
                 break
+            if observer is not None:
+                observer.turned(consumer)
             # A consume() that ran a revocation may still return messages fetched before it.
             batch = [m for m in polled if _usable(m) and (m.topic(), m.partition()) in owned]
+            if not polled and owned and time.monotonic() - last_advance >= IDLE_ADVANCE_S:
+                last_advance = time.monotonic()
+                _advance(consumer, processor, owned)
             if not batch:
                 continue
-            last_data = time.monotonic()
+            last_data = started = time.monotonic()
             try:
                 processor.process(consumer, batch)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 stats.retries += 1
+                if observer is not None:
+                    observer.retried(exc)
                 backoff = min(30.0, max(0.5, backoff * 2))
                 log.warning("transient fault, retrying the batch in %.1fs: %s", backoff, exc)
                 rewind(consumer, batch)
@@ -213,12 +251,30 @@ def run(
             backoff = 0.0
             stats.batches += 1
             stats.messages += len(batch)
+            if observer is not None:
+                observer.batch(batch, time.monotonic() - started)
             if on_batch is not None:
                 on_batch(stats)
     finally:
         processor.close()
         consumer.close()
     return stats
+
+
+def _advance(consumer: Consumer, processor: Processor, owned: set[tuple[str, int]]) -> None:
+    positions = [
+        tp
+        for tp in consumer.position([TopicPartition(t, p) for t, p in sorted(owned)])
+        if tp.offset >= 0  # not fetched yet: nothing to store
+    ]
+    if not positions:
+        return
+    try:
+        processor.idle(consumer, positions)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.info("could not store the idle positions, trying again later: %s", exc)
 
 
 def first_offsets(batch: Sequence[Message]) -> dict[tuple[str, int], int]:

@@ -81,6 +81,15 @@ class Settings:
     max_crashes: int = 3
     # Tests only: a stage exits hard on a message containing this text, as a segfault would.
     test_crash_marker: str = ""
+    # Where a stage serves /metrics, /healthz and /readyz: 0 nowhere, -1 any free port (logged).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # /healthz fails when the loop has not turned for this long, or when the process has held no
+    # partition this long while its input has lag nobody consumes; unhealthy for
+    # DA_UNHEALTHY_EXIT_S, the process exits (status 3) for its supervisor to restart it.
+    loop_ttl_s: float = 300.0
+    unassigned_max_s: float = 60.0
+    unhealthy_exit_s: float = 120.0
     # The HTTP collector (``da collector run``). Loopback unless told otherwise: a container
     # sets DA_COLLECTOR_HOST=0.0.0.0.
     collector_host: str = "127.0.0.1"
@@ -159,6 +168,12 @@ class Settings:
             raise SettingsError(
                 "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S and DA_PARK_TIMEOUT_S must be positive"
             )
+        if min(self.loop_ttl_s, self.unassigned_max_s, self.unhealthy_exit_s) <= 0:
+            raise SettingsError(
+                "DA_LOOP_TTL_S, DA_UNASSIGNED_MAX_S and DA_UNHEALTHY_EXIT_S must be positive"
+            )
+        if not -1 <= self.metrics_port < 65536:
+            raise SettingsError("DA_METRICS_PORT must be a TCP port, 0 (off) or -1 (any free)")
         self._validate_collector()
 
     def _validate_collector(self) -> None:

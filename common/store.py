@@ -26,6 +26,7 @@ Commit sequence:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -89,12 +90,14 @@ class StoreProcessor(Generic[E]):
         stop: Stopper,
         after_commit: Callable[[psycopg.Connection[tuple[object, ...]]], object] | None = None,
         max_message_bytes: int = DEFAULT_MAX_BYTES,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.stage = stage
         self.max_bytes = max_message_bytes
         # Messages to dead-letter without decoding them (quarantined by ``common.guard``).
         self.condemned: dict[MessageId, InvalidEvent] = {}
         self.after_commit = after_commit
+        self.on_commit = on_commit  # told how long each batch's database transaction took
         self.group_id = group_id
         self.handler = handler
         self._connect = connect
@@ -161,6 +164,33 @@ class StoreProcessor(Generic[E]):
         for p in partitions:
             self._stored.pop((p.topic, p.partition), None)
 
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        """Store the positions past the last batch (over commit markers and aborted records
+        only), with the same compare-and-set as a batch, then in Kafka for lag tools."""
+        moved = [
+            tp
+            for tp in positions
+            if (tp.topic, tp.partition) in self._stored
+            and tp.offset > (self._stored[(tp.topic, tp.partition)] or 0)
+        ]
+        if not moved:
+            return
+        conn = self._db()
+        try:
+            with conn.transaction():
+                self._claim(conn.cursor(), moved, {(t.topic, t.partition): t.offset for t in moved})
+        except OffsetConflict as exc:
+            log.warning("%s; resuming from the stored offsets", exc)
+            self._reload(consumer)
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                self._drop_connection_if_broken()
+            raise
+        for tp in moved:
+            self._stored[(tp.topic, tp.partition)] = tp.offset
+        consumer.commit(offsets=moved, asynchronous=True)
+
     # -- one batch -------------------------------------------------------------------------
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         # Step 1
@@ -181,6 +211,7 @@ class StoreProcessor(Generic[E]):
                         raise
             self.limit.record(True)
             letters.append(dead_letter(self.stage, msg, invalid, max_bytes=self.max_bytes))
+        started = time.monotonic()
         try:
             self._commit(events, kept, letters, batch)
         except OffsetConflict as exc:
@@ -196,6 +227,8 @@ class StoreProcessor(Generic[E]):
             raise
         for msg in batch:
             self.condemned.pop(message_id(msg), None)
+        if self.on_commit is not None:
+            self.on_commit(time.monotonic() - started)
         # Step 4
         consumer.commit(offsets=next_offsets(batch), asynchronous=True)
         # Step 5

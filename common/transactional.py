@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
 
 log = logging.getLogger(__name__)
+# An idle stage commits its positions at least this often, to find a wedged producer early.
+IDLE_PROBE_S = 30.0
 EXIT_WEDGED = 3  # the process status when a Kafka client hung; the orchestrator restarts it
 
 
@@ -100,6 +103,9 @@ class TransactionalProcessor:
         self.produced = 0
         self.dead_lettered = 0
         self._in_txn = False
+        # The offset last committed per partition, so an idle poll commits only what moved.
+        self._committed: dict[tuple[str, int], int] = {}
+        self._last_txn = time.monotonic()
         # Fences an older instance with the same transactional id and aborts what it left open;
         # with the broker away at start-up this times out, and librdkafka wants it repeated.
         self._until_done(lambda: producer.init_transactions(timeout_s), give_up_on_stop=True)
@@ -109,8 +115,40 @@ class TransactionalProcessor:
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Nothing is in flight between batches."""
+        for p in partitions:
+            self._committed.pop((p.topic, p.partition), None)
+
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        """Commit the positions past the last batch's commit marker, in a transaction of their
+        own: nothing but markers and aborted records lies between, so nothing is skipped, and
+        the group coordinator fences a zombie's offsets here as it does in ``process``."""
+        moved = [
+            tp for tp in positions if tp.offset > self._committed.get((tp.topic, tp.partition), -1)
+        ]
+        if moved:
+            self._transact(consumer, moved, lambda: (0, 0))
+        elif time.monotonic() - self._last_txn > IDLE_PROBE_S:
+            # Nothing to commit for a while: commit the same positions anyway. After a broker
+            # restart a transactional producer can be wedged without knowing it; finding out now
+            # (the call is bounded, see ``_bounded``) restarts an idle stage before data waits.
+            self._transact(consumer, positions, lambda: (0, 0))
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
+        produced, dead = self._transact(
+            consumer, next_offsets(batch), lambda: self._produce_batch(batch)
+        )
+        self.produced += produced
+        self.dead_lettered += dead
+        for msg in batch:
+            self.condemned.pop(message_id(msg), None)
+            self._bare.discard(message_id(msg))
+
+    def _transact(
+        self,
+        consumer: Consumer,
+        offsets: list[TopicPartition],
+        produce: Callable[[], tuple[int, int]],
+    ) -> tuple[int, int]:
         self._abort_leftover()
         # Step 1
         self.producer.begin_transaction()
@@ -118,12 +156,12 @@ class TransactionalProcessor:
         try:
             # Step 2
             self._refused = {}
-            produced, dead = self._produce_batch(batch)
+            produced, dead = produce()
             self.producer.flush(self.timeout_s)
             if self._refused:
                 raise TransientError(f"the broker refused records of {sorted(self._refused)}")
             # Step 3
-            offsets, group = next_offsets(batch), consumer.consumer_group_metadata()
+            group = consumer.consumer_group_metadata()
             self._until_done(
                 lambda: self.producer.send_offsets_to_transaction(offsets, group, self.timeout_s)
             )
@@ -143,11 +181,10 @@ class TransactionalProcessor:
             self._condemn_refused()
             self._abort_leftover(raise_errors=False)
             raise
-        self.produced += produced
-        self.dead_lettered += dead
-        for msg in batch:
-            self.condemned.pop(message_id(msg), None)
-            self._bare.discard(message_id(msg))
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+        self._last_txn = time.monotonic()
+        return produced, dead
 
     def _produce_batch(self, batch: Sequence[Message]) -> tuple[int, int]:
         produced = dead = 0

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from common.codec import Codec
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent
+from common.names import DEMUX
 from common.runloop import Message
 from common.topics import Source, Topics
 from common.transactional import Output
 from demux import fulfillment, ous, system, usage, web
 
-STAGE = "demux"
+STAGE = DEMUX
 RULES = {rule.ENTITY: rule for rule in (fulfillment, usage, web, ous)} | dict.fromkeys(
     system.ENTITIES, system
 )

@@ -13,24 +13,11 @@ from collections.abc import Callable
 from common.codec import Codec
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent, Lineage, UsageEvent, UsageMetrics
+from common.events.learning import USAGE_DE_NAMES as NAMES
 from common.topics import Source
 from demux.rules import DiscreteEvent
 
 ENTITY = "usage"
-NAMES = (
-    "usage.resource.timespent",
-    "usage.resource.reaction",
-    "usage.question.timespent",
-    "usage.question.reaction",
-    "usage.question.score",
-    "usage.assessment.score",
-    "usage.assessment.timespent",
-    "usage.assessment.view",
-    "usage.assessment.reaction",
-    "usage.collection.view",
-    "usage.collection.start",
-    "usage.collection.reaction",  # a reaction to a collection itself
-)
 BUCKETS: tuple[tuple[Source, str], ...] = tuple(("demux", n.removeprefix("usage.")) for n in NAMES)
 _VALUE: dict[str, Callable[[UsageMetrics], float | int | None]] = {
     "timespent": lambda m: m.time_spent_ms,

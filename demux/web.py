@@ -7,8 +7,8 @@ from common.codec import Codec
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent, Lineage
 from common.web_event import WEB_DE_NAME, WebEventDE
+from common.web_post import ENTITY
 from demux.rules import DiscreteEvent
-from gep.formats.web import ENTITY
 
 BUCKETS = (("demux", "web"),)
 

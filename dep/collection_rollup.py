@@ -21,6 +21,7 @@ from pathlib import Path
 
 from common.codec import Codec
 from common.events import UsageEvent
+from common.names import dep_stage
 from common.outbox import Outbox, OutboxMessage
 from common.runloop import Message
 from common.settings import Settings
@@ -29,7 +30,7 @@ from common.topics import Topics
 from dep.spec import DepSpec
 
 NAME = "collection-rollup"
-STAGE = f"dep.{NAME}"
+STAGE = dep_stage(NAME)
 INPUTS = (
     "resource.timespent",
     "resource.reaction",

@@ -23,16 +23,12 @@ import msgspec
 
 from common.codec import Codec
 from common.deadletter import H_DETAIL, H_FAILED_AT, H_FIELD, H_REASON, H_STAGE, header
+from common.names import COLLECTOR, FORMAT_HEADER, GEP, H_APP, H_STATUS
 from common.runloop import Message
 from common.settings import Settings
 from common.store import Cursor
 from dep.spec import DepSpec
-from gep.stage import FORMAT_HEADER
-from gep.stage import STAGE as GEP
 
-H_APP = "da-app"
-H_STATUS = "da-status"
-COLLECTOR = "collector"
 WEB_FORMAT = "web"  # the collector's records on the ingest topic
 _COLUMNS = (
     "stage, app, status, reason, detail, field, body, body_bytes, failed_at, "

@@ -20,6 +20,7 @@ from pathlib import Path
 from common import parking
 from common.codec import Codec
 from common.events import SystemEvent, UsageEvent
+from common.names import dep_stage
 from common.outbox import Outbox
 from common.runloop import Message
 from common.settings import Settings
@@ -28,7 +29,7 @@ from common.topics import Topics
 from dep.spec import DepSpec
 
 NAME = "competency-stats"
-STAGE = f"dep.{NAME}"
+STAGE = dep_stage(NAME)
 Event = UsageEvent | SystemEvent
 
 _CONTENT = """

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common.codec import Codec
 from common.events import SystemEvent
+from common.names import dep_stage
 from common.outbox import Outbox, OutboxMessage
 from common.runloop import Message
 from common.settings import Settings
@@ -24,7 +25,7 @@ from common.workflow import SELECTOR_HEADER, Selecting, command_message
 from dep.spec import DepSpec
 
 NAME = "ous-dispatcher"
-STAGE = f"dep.{NAME}"
+STAGE = dep_stage(NAME)
 SELECTORS = ("recipe.change.*", "state.change.ReadyForProcessing")
 EXECUTIVES = ("EU", "EA", "NA")
 READY = "ReadyForProcessing"

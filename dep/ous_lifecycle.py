@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from common.codec import Codec
 from common.events import SystemEvent
+from common.names import dep_stage
 from common.outbox import Outbox, OutboxMessage
 from common.runloop import Message
 from common.settings import Settings
@@ -33,7 +34,7 @@ from dep.ous_rules import Command, Ous, Result, apply
 from dep.spec import DepSpec
 
 NAME = "ous-lifecycle"
-STAGE = f"dep.{NAME}"
+STAGE = dep_stage(NAME)
 LIFECYCLE = Path(__file__).with_name("ous_lifecycle.toml")
 
 

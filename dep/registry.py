@@ -1,37 +1,13 @@
-"""Every DEP, in one place. Adding a DEP: write its module with a ``SPEC``, add it here."""
+"""The DEPs, as the stage registry (``common.stages``) declares them: a DEP's module has a
+``SPEC``; its one registry line is in ``common.stages``."""
 
 from __future__ import annotations
 
 from common.db import Migration
-from dep import (
-    collection_rollup,
-    collector_errors,
-    competency_stats,
-    content_catalog,
-    fulfillment_state,
-    ous_dispatcher,
-    ous_lifecycle,
-    ous_pipeline_driver,
-    usage_metrics,
-    web_events,
-)
+from common.stages import DEPS
 from dep.spec import DepSpec
 
-DEPS: dict[str, DepSpec] = {
-    m.SPEC.name: m.SPEC
-    for m in (
-        fulfillment_state,
-        content_catalog,
-        usage_metrics,
-        collection_rollup,
-        competency_stats,
-        web_events,
-        collector_errors,
-        ous_lifecycle,
-        ous_dispatcher,
-        ous_pipeline_driver,
-    )
-}
+__all__ = ["DEPS", "all_migrations", "get"]
 
 
 def get(name: str) -> DepSpec:

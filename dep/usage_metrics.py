@@ -15,10 +15,10 @@ from pathlib import Path
 
 from common.codec import Codec
 from common.events import UsageEvent
+from common.events.learning import USAGE_DE_NAMES
 from common.runloop import Message
 from common.settings import Settings
 from common.store import Cursor
-from demux.usage import NAMES
 from dep.spec import DepSpec
 
 ROLLED_UP = ("collection.timespent", "collection.score", "collection.reaction")
@@ -142,7 +142,7 @@ def build(settings: Settings, codec: Codec) -> UsageMetrics:
 SPEC = DepSpec(
     name="usage-metrics",
     description="Per learner x content x context: time spent, views, starts, scores, reaction",
-    inputs=tuple(("demux", n.removeprefix("usage.")) for n in NAMES)
+    inputs=tuple(("demux", n.removeprefix("usage.")) for n in USAGE_DE_NAMES)
     + tuple(("dep", b) for b in ROLLED_UP),
     tables=("usage_seen", "usage_metrics", "usage_scores"),
     migrations=Path(__file__).parent / "migrations" / "usage_metrics",

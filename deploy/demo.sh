@@ -3,7 +3,8 @@
 # as separate processes, the two samples replayed onto the ingest topic (proctoring events, then a
 # class's learning sessions), and the live state of fulfillments and of the class; then the OUS
 # workflow: a simulation of a few dozen OUSs driven by the actor DEPs, and its board.
-# `deploy/demo.sh stop` stops the stage processes; `da stack down` stops Kafka and PostgreSQL.
+# The stages keep running (supervised by `da up`) after it ends: `make demo-stop` (`da down`) stops
+# them; `da stack down` stops Kafka and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DA=.venv/bin/da
@@ -13,20 +14,7 @@ LEARNING=data/sample/learning.jsonl
 STACK_ENV=${DA_STATE_DIR:-.da}/stack.env
 mkdir -p "$RUN"
 
-stop_stages() {
-    for pidfile in "$RUN"/*.pid; do
-        [ -e "$pidfile" ] || continue
-        pid=$(cat "$pidfile")
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid"
-            # A stage finishes and commits its batch, then leaves its group.
-            for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        fi
-        rm -f "$pidfile"
-    done
-}
-
-if [ "${1:-}" = "stop" ]; then stop_stages; echo "demo stages stopped"; exit 0; fi
+if [ "${1:-}" = "stop" ]; then $DA down; exit 0; fi
 
 echo "== local stack (Kafka 4.1.1 KRaft + PostgreSQL)"
 $DA stack up
@@ -34,18 +22,9 @@ echo "== topics and tables"
 $DA topics ensure
 $DA db migrate
 
-stop_stages
-echo "== starting GEP, demux and the DEPs (logs in $RUN/)"
-for stage in "gep run" "demux run" "dep run fulfillment-state" "dep run content-catalog" \
-    "dep run usage-metrics" "dep run collection-rollup" "dep run competency-stats" \
-    "dep run ous-lifecycle" "dep run ous-dispatcher" "dep run ous-pipeline-driver"; do
-    name=${stage#dep run }
-    name=${name%% *}
-    # shellcheck disable=SC2086 # the stage words are separate arguments
-    nohup $DA $stage >"$RUN/$name.log" 2>&1 &
-    echo $! >"$RUN/$name.pid"
-done
-trap 'echo; echo "stopping the stages"; stop_stages' EXIT
+echo "== starting every stage under a supervisor (da up; logs in ${DA_STATE_DIR:-.da}/up/)"
+$DA down >/dev/null
+$DA up | tail -n 3
 
 rows=$(($(wc -l <"$SAMPLE") - 1))
 echo "== replaying $rows proctoring events from $SAMPLE at 250 events/s"
@@ -95,4 +74,5 @@ echo
 echo "Tables: current_fulfillments, fulfillments_history, events, usage_metrics, content_catalog,"
 echo "competency_stats, ous_status, ous_state_history, ous_rejections in schema '${DA_DATABASE_SCHEMA:-da}' of:"
 grep DA_DATABASE_URL "$STACK_ENV"
-echo "Stop the stack with: $DA stack down"
+echo "The stages keep running: \`$DA status\` shows each; \`make demo-stop\` stops them, then"
+echo "\`$DA stack down\` stops Kafka and PostgreSQL."

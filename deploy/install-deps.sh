@@ -30,6 +30,8 @@ done
 has_pg_server || missing="$missing postgresql"
 command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || missing="$missing maven"
+# promtool checks every stage's /metrics and the alert rules in the suite.
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 
 if [ -n "$missing" ]; then
     if [ "$as_root" = "__none__" ]; then
@@ -45,7 +47,7 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # $missing is a list of package names
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends $missing
 else
-    echo "install-deps: postgresql, java and maven already installed"
+    echo "install-deps: postgresql, java, maven and promtool already installed"
 fi
 
 

@@ -7,18 +7,18 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from common.checks import too_deep
 from common.codec import Codec
 from common.deadletter import DEFAULT_MAX_BYTES, dead_letter, header
 from common.errors import InvalidEvent
+from common.names import FORMAT_HEADER, GEP
 from common.runloop import Message
 from common.topics import Topics
 from common.transactional import Output
 from gep.formats import BY_NAME, FORMATS, Format
-from gep.formats.checks import too_deep
 from gep.formats.rejected import Rejected
 
-STAGE = "gep"
-FORMAT_HEADER = "da-format"
+STAGE = GEP
 # Which element of a multi-event message a dead letter is about (0-based).
 INDEX_HEADER = "da-index"
 

@@ -88,3 +88,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DA_POLL_TIMEOUT_S": str(settings.poll_timeout_s),
         "DA_IO_TIMEOUT_S": str(settings.io_timeout_s),
     }
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Prometheus's checker (Debian's ``prometheus`` package, from deploy/install-deps.sh)."""
+    import shutil
+
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "promtool not found: run deploy/install-deps.sh (Debian package prometheus)"
+            )
+        pytest.skip("promtool not found: run deploy/install-deps.sh")
+    return found

@@ -46,7 +46,7 @@ class FakeConsumer:
     """Serves a fixed log per partition; ``seek`` moves the read position like Kafka's."""
 
     log: dict[tuple[str, int], list[FakeMessage]]
-    position: dict[tuple[str, int], int] = field(default_factory=dict)
+    at: dict[tuple[str, int], int] = field(default_factory=dict)
     committed: list[TopicPartition] = field(default_factory=list)
     closed: bool = False
     seeks: list[TopicPartition] = field(default_factory=list)
@@ -56,30 +56,36 @@ class FakeConsumer:
     ) -> None:
         parts = [TopicPartition(t, p) for (t, p) in self.log if t in topics]
         for tp in parts:
-            self.position.setdefault((tp.topic, tp.partition), 0)
+            self.at.setdefault((tp.topic, tp.partition), 0)
         if on_assign is not None:
             on_assign(self, parts)
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
         out: list[FakeMessage] = []
         for tp, msgs in self.log.items():
-            pos = self.position[tp]
+            pos = self.at[tp]
             take = msgs[pos : pos + num_messages - len(out)]
             out += take
-            self.position[tp] = pos + len(take)
+            self.at[tp] = pos + len(take)
         return out
 
     def seek(self, partition: TopicPartition) -> None:
         self.seeks.append(partition)
-        self.position[(partition.topic, partition.partition)] = partition.offset
+        self.at[(partition.topic, partition.partition)] = partition.offset
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             if tp.offset >= 0:
-                self.position[(tp.topic, tp.partition)] = tp.offset
+                self.at[(tp.topic, tp.partition)] = tp.offset
 
     def commit(self, *args: Any, **kwargs: Any) -> Any:
         self.committed += list(kwargs.get("offsets", []))
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [
+            TopicPartition(p.topic, p.partition, self.at[(p.topic, p.partition)])
+            for p in partitions
+        ]
 
     def consumer_group_metadata(self) -> Any:
         return object()
@@ -108,6 +114,7 @@ class FakeProducer:
     reject_delivery: Callable[[str, str | bytes | None], KafkaError | None] = lambda _t, _v: None
     _reports: list[tuple[Any, KafkaError]] = field(default_factory=list)
     _txn_failed: bool = False
+    offsets: list[TopicPartition] = field(default_factory=list)  # sent, committed or not
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -146,6 +153,7 @@ class FakeProducer:
         self, positions: list[TopicPartition], group_metadata: Any, timeout: float = -1
     ) -> None:
         self._call("send_offsets_to_transaction")
+        self.offsets += positions
 
     def commit_transaction(self, timeout: float = -1) -> None:
         self._call("commit_transaction")

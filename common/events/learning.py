@@ -14,6 +14,21 @@ from common.events.canonical import Lineage
 
 USAGE_DE = "de/usage"
 SYSTEM_DE = "de/system"
+# Every usage DE the demux emits (one metric each); the DEPs that keep usage subscribe to them.
+USAGE_DE_NAMES = (
+    "usage.resource.timespent",
+    "usage.resource.reaction",
+    "usage.question.timespent",
+    "usage.question.reaction",
+    "usage.question.score",
+    "usage.assessment.score",
+    "usage.assessment.timespent",
+    "usage.assessment.view",
+    "usage.assessment.reaction",
+    "usage.collection.view",
+    "usage.collection.start",
+    "usage.collection.reaction",  # a reaction to a collection itself
+)
 _CONTEXT = ("class_id", "course_id", "unit_id", "lesson_id")
 
 

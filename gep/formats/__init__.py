@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from common import checks
 from common.events import CanonicalEvent
 from common.runloop import Message
 from gep.formats import (
-    checks,
     gooru_logapi,
     gooru_logwriter,
     gooru_system,

@@ -12,9 +12,9 @@ from datetime import datetime
 
 import msgspec
 
+from common.checks import in_utc
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent
-from gep.formats.checks import in_utc
 
 NAME = "proctoring.csv"
 _TYPE_RE = re.compile(r"^Event::[A-Za-z][A-Za-z0-9]*$")

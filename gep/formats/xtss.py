@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from common.checks import in_utc
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent, Impact
 from common.runloop import Message
 from gep.formats import gooru_rules as r
-from gep.formats.checks import in_utc
 from gep.formats.rejected import Rejected
 
 NAME = "xtss"

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from cli.emit_input import Message, Row, read_jsonl, to_message
 from cli.sample import generate as sample_proctoring
 from cli.sample_learning import generate as sample_learning
+from common.names import dep_stage
 from common.topics import Topics
 from dep import registry
 from tests.learning_check import held_back
@@ -131,6 +132,8 @@ def poison_targets(topics: Topics) -> list[Poison]:
     deps = [d for d in COMMANDS.values() if d[0] == "dep"]
     for bucket in ("fulfillment", "content", "resource.timespent", "assessment.view"):
         topic = topics.sink_bucket("demux", bucket)
-        consumers = tuple(f"dep.{d[2]}" for d in deps if topic in registry.get(d[2]).topics(topics))
+        consumers = tuple(
+            dep_stage(d[2]) for d in deps if topic in registry.get(d[2]).topics(topics)
+        )
         out.append(Poison(topic, consumers, _unknown_schema))
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.names import dep_stage
 from tests.chaos.driver import run
 from tests.chaos.faults import KINDS
 from tests.chaos.mixed import COMMANDS, DOMAINS, Mix
@@ -21,7 +22,7 @@ def test_small_seeded_chaos_run(tmp_path: Path) -> None:
     assert set(report.faults) == set(KINDS), report.faults
     assert report.raw_events["learning"] > 0.2 * sum(report.raw_events.values())
     assert set(report.poison) == {"gep", "demux"} | {
-        f"dep.{s}" for s in COMMANDS if s not in ("gep", "demux")
+        dep_stage(s) for s in COMMANDS if s not in ("gep", "demux")
     }
     assert report.most_parked > 0, "no score waited for its content's metadata"
     for domain in DOMAINS:

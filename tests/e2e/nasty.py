@@ -9,8 +9,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gep.formats import web
-from gep.stage import FORMAT_HEADER
+from common import web_post as web
+from common.names import FORMAT_HEADER
 from tests.adversarial import NASTY_TEXT
 
 HEADERS: list[tuple[str, str | bytes | None]] = [(FORMAT_HEADER, web.NAME.encode())]

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from common import web_post as web
 from common.codec import Codec
 from common.deadletter import H_LENGTH, H_REASON, H_SHA256, H_STAGE, H_TRUNCATED, header
 from common.errors import InvalidEvent
@@ -23,7 +24,6 @@ from common.kafka import make_producer
 from common.settings import Settings
 from common.topics import Topics
 from common.web_event import WEB_DE
-from gep.formats import web
 from tests.e2e.nasty import HEADERS, Nasty, corpus, generated, good
 from tests.e2e.pipeline import Stages, prepare
 from tests.kafka_read import read_topic

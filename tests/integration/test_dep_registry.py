@@ -13,6 +13,7 @@ import pytest
 from common import db
 from common.codec import Codec
 from common.kafka import make_admin
+from common.names import dep_stage
 from common.settings import Settings
 from common.topics import Topics
 from dep import registry
@@ -46,7 +47,7 @@ def test_dep_invariants(spec: DepSpec, settings: Settings, settings_env: dict[st
         capture_output=True,
     )
     topics = Topics(settings.namespace)
-    wanted = {topics.dead_letter(f"dep.{spec.name}")} | set(spec.topics(topics))
+    wanted = {topics.dead_letter(dep_stage(spec.name))} | set(spec.topics(topics))
     wanted |= {topics.sink_bucket(src, b) for src, b in spec.emits}
     present = set(make_admin(settings).list_topics(timeout=10).topics)
     assert wanted <= present

@@ -18,6 +18,7 @@ from common import db
 from common.codec import Codec
 from common.deadletter import H_DETAIL, H_FAILED_AT, H_FIELD, H_REASON, H_STAGE
 from common.faults import from_handler
+from common.names import H_APP, H_STATUS
 from common.runloop import Message
 from common.settings import Settings
 from common.store import StoreHandler
@@ -25,7 +26,6 @@ from common.topics import Topics
 from common.transactional import Output
 from demux.stage import Demux
 from dep import registry
-from dep.collector_errors import H_APP, H_STATUS
 from tests.adversarial import LONE_SURROGATES, NASTY_TEXT, PROFILE, records
 from tests.fakes import FakeMessage
 

@@ -14,10 +14,11 @@ from collector.eventtypes import DEFAULT_DIR, EventTypes
 from collector.ingest import Ingest, Rejected, Rejection
 from collector.produce import AsyncProducer, NotAcknowledged, Record
 from collector.ratelimit import RateLimits, TokenBucket
+from common import web_post
+from common.names import FORMAT_HEADER
 from common.topics import Topics
 from dep.collector_errors import to_record
 from gep.formats import web
-from gep.stage import FORMAT_HEADER
 from tests.fakes import FakeMessage
 
 SEED: list[dict[str, Any]] = [  # the seed's three sample events (their trailing commas removed)
@@ -194,7 +195,7 @@ def test_a_dead_letter_of_the_collector_becomes_an_error_row() -> None:
 
 
 def test_gep_dead_letters_name_the_app_from_the_record() -> None:
-    value = web.envelope("shop", NOW, b'{"session_id": 1}')
+    value = web_post.envelope("shop", NOW, b'{"session_id": 1}')
     headers = [("da-reason", b"bad_type"), ("da-stage", b"gep"), (FORMAT_HEADER, b"web")]
     row = to_record(FakeMessage(value, _headers=headers))
     assert (row.app, row.reason) == ("shop", "bad_type")

@@ -14,12 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from common import web_post
 from common.codec import Codec
 from common.errors import InvalidEvent
+from common.names import FORMAT_HEADER
 from common.topics import Topics
 from gep.formats import FORMATS, Format, web
 from gep.formats.rejected import Rejected
-from gep.stage import FORMAT_HEADER, Gep
+from gep.stage import Gep
 from tests.fakes import FakeMessage
 from tests.nasty import NASTY_CONTAINERS, deep, nasty_json, nasty_scalars
 
@@ -295,7 +297,7 @@ def web_event(data: str) -> str:
 def test_deep_nesting_is_a_reason_not_a_crash(depth: int) -> None:
     data = "[" * depth + "1" + "]" * depth
     event = web_event(f'{{"x":{data}}}')
-    record = web.envelope("shop", NOW, event.encode())
+    record = web_post.envelope("shop", NOW, event.encode())
     for fmt in FORMATS:
         body = record if fmt.name == "web" else data.encode()
         with pytest.raises(InvalidEvent) as info:
@@ -324,7 +326,7 @@ def test_a_timestamp_whose_utc_overflows_is_bad_timestamp(stamp: str) -> None:
     assert (info.value.reason, info.value.field) == ("bad_timestamp", "created_at")
     event = {"session_id": "s", "category": "c", "name": "n", "data": {"a": 1}, "timestamp": stamp}
     with pytest.raises(InvalidEvent) as info:
-        web.parse(web.envelope("shop", NOW, json.dumps(event).encode()), NOW)
+        web.parse(web_post.envelope("shop", NOW, json.dumps(event).encode()), NOW)
     assert (info.value.reason, info.value.field) == ("bad_timestamp", "timestamp")
 
 
@@ -340,10 +342,10 @@ def test_a_timestamp_whose_utc_overflows_is_bad_timestamp(stamp: str) -> None:
 def test_text_postgresql_cannot_store_is_refused_naming_the_field(data: str, field: str) -> None:
     event = web_event(data)
     with pytest.raises(InvalidEvent) as info:
-        web.decode_event(event.encode())  # as the collector sees it
+        web_post.decode_event(event.encode())  # as the collector sees it
     assert (info.value.reason, info.value.field) == ("unstorable_text", field)
     with pytest.raises(InvalidEvent) as info:  # as GEP sees it, inside the collector's record
-        web.parse(web.envelope("shop", NOW, event.encode()), NOW)
+        web.parse(web_post.envelope("shop", NOW, event.encode()), NOW)
     assert info.value.reason == "unstorable_text"
     assert info.value.field in (field, f"event.{field}")
 

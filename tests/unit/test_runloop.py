@@ -19,6 +19,10 @@ class Recorder:
         self.fail = list(fail or [])
         self.committed: list[bytes | None] = []
         self.closed = False
+        self.idle_positions: list[TopicPartition] = []
+
+    def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
+        self.idle_positions += positions
 
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         pass
@@ -46,6 +50,24 @@ def test_every_message_is_processed_once_in_order() -> None:
     )
     assert proc.committed == [str(i).encode() for i in range(25)]
     assert stats.batches == 3 and consumer.closed and proc.closed
+
+
+def test_an_idle_loop_hands_the_positions_past_commit_markers_to_the_processor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("common.runloop.IDLE_ADVANCE_S", 0.0)
+    consumer, proc = _consumer(3), Recorder()
+    consumer.log[("in", 0)].append(messages("in", [b"marker"])[0])  # never handed out ...
+    original = consumer.consume
+
+    def consume(num_messages: int = 1, timeout: float = -1) -> list[object]:
+        got = original(num_messages, timeout)
+        return [m for m in got if m.value() != b"marker"]  # ... like a transaction's marker
+
+    monkeypatch.setattr(consumer, "consume", consume)
+    run(consumer, proc, ["in"], batch_size=10, poll_timeout_s=0.01, stop=Stopper(), idle_stop_s=0.2)
+    assert proc.committed == [b"0", b"1", b"2"]
+    assert proc.idle_positions and proc.idle_positions[-1].offset == 4
 
 
 def test_a_transient_fault_retries_the_same_batch_without_skipping(

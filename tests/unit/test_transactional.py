@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from common.deadletter import H_REASON, DeadLetterLimit, DeadLetterLimitExceeded, header
 from common.errors import InvalidEvent, TransientError
@@ -37,6 +37,21 @@ def test_outputs_and_dead_letters_commit_together(monkeypatch: pytest.MonkeyPatc
     proc.process(FakeConsumer({}), messages("in", [b"a", b"bad", b"b"]))
     assert producer.visible == [("out", b"a!"), ("dlq", b"bad"), ("out", b"b!")]
     assert (proc.produced, proc.dead_lettered) == (2, 1)
+
+
+def test_an_idle_poll_commits_a_moved_position_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = FakeProducer()
+    proc = processor(producer, monkeypatch)
+    consumer = FakeConsumer({})
+    proc.process(consumer, messages("in", [b"a", b"b"]))
+    assert [tp.offset for tp in producer.offsets] == [2]
+    proc.idle(consumer, [TopicPartition("in", 0, 2)])  # nothing past the batch: no transaction
+    assert producer.calls.count("commit_transaction") == 1
+    proc.idle(consumer, [TopicPartition("in", 0, 3)])  # past the batch's commit marker
+    assert [tp.offset for tp in producer.offsets] == [2, 3]
+    assert producer.calls.count("commit_transaction") == 2 and producer.visible[-1][0] == "out"
+    proc.idle(consumer, [TopicPartition("in", 0, 3)])
+    assert producer.calls.count("commit_transaction") == 2
 
 
 def test_a_commit_that_times_out_is_repeated_not_aborted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,3 +224,17 @@ def test_element_dead_letters_count_against_the_limit(monkeypatch: pytest.Monkey
     assert proc.dead_lettered == 2 and proc.produced == 2
     with pytest.raises(DeadLetterLimitExceeded):
         proc.process(FakeConsumer({}), messages("in", [b"elements-3", b"elements-4"], 1))
+
+
+def test_an_idle_stage_probes_its_producer_with_a_transaction_now_and_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    producer = FakeProducer()
+    proc = processor(producer, monkeypatch)
+    consumer = FakeConsumer({})
+    proc.process(consumer, messages("in", [b"a"]))
+    proc.idle(consumer, [TopicPartition("in", 0, 1)])
+    assert producer.calls.count("commit_transaction") == 1
+    monkeypatch.setattr("common.transactional.IDLE_PROBE_S", 0.0)
+    proc.idle(consumer, [TopicPartition("in", 0, 1)])
+    assert producer.calls.count("commit_transaction") == 2

@@ -1,0 +1,240 @@
+"""``da status``: one row per consuming stage, its verdict, and what to do about a red one.
+
+The verdict comes from samples this command takes (two, ``--interval`` seconds apart; one per
+refresh under ``--watch``) and from the samples earlier runs kept in
+``<state dir>/status/history-<namespace>.json`` (the last two minutes), which give the rate over
+the last minute. Exit status: 0 every stage OK, 1 a warning (CATCHING_UP, SLOW, REWIND),
+2 critical (STALLED, STOPPED), 3 unknown (Kafka or PostgreSQL could not be read).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.status_model import (
+    EXIT,
+    Judgement,
+    Partition,
+    StageSample,
+    eta_s,
+    judge,
+    next_command,
+    overall_exit,
+    rate,
+)
+from cli.status_read import Details, Reader
+from common import stages
+from common.settings import Settings, state_dir
+
+KEEP_S = 120.0
+MINUTE_S = 60.0
+
+
+def _history_file(settings: Settings) -> Path:
+    return state_dir() / "status" / f"history-{settings.namespace or 'default'}.json"
+
+
+def load_history(path: Path) -> list[tuple[float, dict[str, StageSample]]]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    out = []
+    for entry in raw:
+        samples = {
+            name: StageSample(name, tuple(Partition(*p) for p in parts), ())
+            for name, parts in entry["stages"].items()
+        }
+        out.append((float(entry["t"]), samples))
+    return out
+
+
+def save_history(path: Path, history: list[tuple[float, dict[str, StageSample]]]) -> None:
+    now = time.time()
+    kept = [(t, s) for t, s in history if now - t <= KEEP_S]
+    entries = [
+        {
+            "t": t,
+            "stages": {n: [list(asdict(p).values()) for p in x.partitions] for n, x in s.items()},
+        }
+        for t, s in kept
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries))
+    tmp.replace(path)
+
+
+def _fields(p: Partition) -> list[object]:
+    return list(asdict(p).values())
+
+
+def _minute_ago(
+    history: list[tuple[float, dict[str, StageSample]]], now: float
+) -> tuple[float, dict[str, StageSample]] | None:
+    """The sample closest to a minute old, from the last two minutes."""
+    old = [(t, s) for t, s in history if now - t <= KEEP_S and now - t >= 1.0]
+    return min(old, key=lambda e: abs(now - e[0] - MINUTE_S), default=None)
+
+
+def _last_moved(history: list[tuple[float, dict[str, StageSample]]], name: str) -> str | None:
+    moved = None
+    for (_, a), (t, b) in itertools.pairwise(history):
+        if name in a and name in b and b[name].processed > a[name].processed:
+            moved = t
+    return None if moved is None else datetime.fromtimestamp(moved, UTC).isoformat()
+
+
+def report(reader: Reader, interval_s: float, history_path: Path) -> dict[str, Any]:
+    history = load_history(history_path)
+    t0 = time.time()
+    before = reader.sample()
+    time.sleep(interval_s)
+    t1 = time.time()
+    now = reader.sample()
+    history += [(t0, before), (t1, now)]
+    save_history(history_path, history)
+    past = _minute_ago(history[:-2], t1)
+    rows = []
+    for stage in stages.consuming():
+        name = stage.name
+        old = past[1].get(name) if past else None
+        j = judge(before[name], now[name], old)
+        per_s = rate(now[name], t1, old, past[0]) if past and old else None
+        per_s = per_s if per_s is not None else rate(now[name], t1, before[name], t0)
+        details = reader.details(stage, now[name]) if now[name].error is None else None
+        row = _row(stage.short_name, now[name], j, per_s, details)
+        if row["last_commit"] is None:  # no commit time kept: when its offsets last moved
+            row["last_commit"] = _last_moved(history, name)
+        rows.append(row)
+    return {
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stages": rows,
+        "exit": overall_exit([r["verdict"] for r in rows]),
+    }
+
+
+def _row(
+    name: str, s: StageSample, j: Judgement, per_s: float | None, d: Details | None
+) -> dict[str, Any]:
+    worst = sorted(s.partitions, key=lambda p: -p.lag)
+    return {
+        "stage": name,
+        "verdict": j.verdict,
+        "why": j.why,
+        "instances": [{"client_id": m.client_id, "host": m.host} for m in s.members],
+        "processed": s.processed,
+        "outstanding": s.lag,
+        "behind_s": None if d is None else d.behind_s,
+        "rate_per_s": per_s,
+        "eta_s": eta_s(s.lag, per_s, j.verdict),
+        "dead_letters": {} if d is None else d.dead_letters,
+        "parked": None if d is None else d.parked,
+        "last_commit": None if d is None or d.last_commit is None else d.last_commit.isoformat(),
+        "next": next_command(name, j, s),
+        "partitions": [
+            {
+                "topic": p.topic,
+                "partition": p.partition,
+                "end": p.end,
+                "committed": p.committed,
+                "stored": p.stored,
+                "lag": p.lag,
+                "owner": _owner(s, p),
+            }
+            for p in worst
+        ],
+    }
+
+
+def _owner(s: StageSample, p: Partition) -> str | None:
+    m = s.owner(p.topic, p.partition)
+    return None if m is None else f"{m.client_id}@{m.host}"
+
+
+def _num(x: float | None, unit: str = "") -> str:
+    return "-" if x is None else f"{x:,.0f}{unit}" if x >= 10 or x == 0 else f"{x:.1f}{unit}"
+
+
+def _ago(iso: str | None) -> str:
+    if iso is None:
+        return "-"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    return f"{max(0.0, seconds):,.0f}s ago"
+
+
+def render(result: dict[str, Any], partitions: bool) -> str:
+    head = f"{'STAGE':<20} {'VERDICT':<12} {'INST':>4} {'PROCESSED':>11} {'OUTSTANDING':>11} "
+    head += f"{'BEHIND':>8} {'RATE/s':>8} {'ETA':>7} {'DLQ':>6} {'PARKED':>6}  LAST COMMIT"
+    lines = [head]
+    for r in result["stages"]:
+        dlq = sum(r["dead_letters"].values())
+        lines.append(
+            f"{r['stage']:<20} {r['verdict']:<12} {len(r['instances']):>4} "
+            f"{r['processed']:>11,} {r['outstanding']:>11,} {_num(r['behind_s'], 's'):>8} "
+            f"{_num(r['rate_per_s']):>8} {_num(r['eta_s'], 's'):>7} {dlq:>6} "
+            f"{_num(r['parked']):>6}  {_ago(r['last_commit'])}"
+        )
+    for r in result["stages"]:
+        shown = r["partitions"] if partitions else [p for p in r["partitions"] if p["lag"]][:3]
+        notes = []
+        if r["verdict"] != "OK":
+            notes.append(f"  {r['verdict']}: {r['why']}")
+        if r["dead_letters"]:
+            notes.append(
+                "  dead letters: " + ", ".join(f"{k} {v}" for k, v in r["dead_letters"].items())
+            )
+        for p in shown:
+            notes.append(
+                f"  {p['topic']}[{p['partition']}] lag {p['lag']:,} (end {p['end']:,}, "
+                f"committed {p['committed']}, stored {p['stored']}) owner {p['owner'] or '-'}"
+            )
+        if r["next"] and EXIT[r["verdict"]] >= 1:
+            notes.append(f"  next: {r['next']}")
+        if notes:
+            lines += ["", r["stage"], *notes]
+    return "\n".join(lines)
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document per refresh.")] = False,
+    watch: Annotated[float, typer.Option(help="Refresh every N seconds; 0: once.")] = 0.0,
+    partitions: Annotated[bool, typer.Option("--partitions", help="Every partition.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between the two samples.")] = 3.0,
+) -> None:
+    """Every consuming stage: instances, processed, outstanding, time behind, rate over the last
+    minute, ETA, dead letters, parked events, last commit, and a verdict (OK, CATCHING_UP, SLOW,
+    STALLED, STOPPED, REWIND, UNKNOWN) with the command to run next. Exit status 0 ok, 1 warning,
+    2 critical, 3 unknown."""
+    from cli.main import load_settings
+
+    settings = load_settings()
+    reader = Reader(settings)
+    path = _history_file(settings)
+    try:
+        while True:
+            result = report(reader, interval, path)
+            if as_json:
+                typer.echo(json.dumps(result))
+            else:
+                if watch:
+                    typer.echo("\x1b[2J\x1b[H", nl=False)
+                typer.echo(f"da status at {result['checked_at']}\n{render(result, partitions)}")
+            if not watch:
+                break
+            time.sleep(max(0.0, watch - interval))
+    finally:
+        reader.close()
+    raise typer.Exit(result["exit"])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
