@@ -28,6 +28,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -297,6 +298,9 @@ class TransactionalProcessor:
             if raise_errors:
                 raise
             log.warning("could not abort the transaction: %s", exc)
+
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None:
+        """GEP and demux keep no timers."""
 
     def close(self) -> None:
         self._abort_leftover(raise_errors=False)
