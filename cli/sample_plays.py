@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from common.epoch import from_ms, to_ms
+
 Record = dict[str, Any]
 START = datetime(2020, 9, 14, 8, 0, tzinfo=UTC)
 CLASS, COURSE, TEACHER, API_KEY = "class-7b", "course-ma4", "teacher-1", "app-key-1"
@@ -50,7 +52,7 @@ def course(units: int = 2, lessons: int = 1) -> list[Lesson]:
 
 
 def epoch_ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+    return to_ms(at)
 
 
 class Plays:
@@ -154,9 +156,7 @@ class Plays:
         while events:  # clients send what they buffered, a few events per request
             n = self.rng.randint(1, 5)
             batch, events = events[:n], events[n:]
-            self.add(
-                datetime.fromtimestamp(batch[-1]["endTime"] / 1000, UTC), "gooru.logapi", who, batch
-            )
+            self.add(from_ms(batch[-1]["endTime"]), "gooru.logapi", who, batch)
 
     def logwriter(self, who: str, ls: Lesson, assessment: bool, at: datetime) -> None:
         session = self.event_id("s")
@@ -189,7 +189,7 @@ class Plays:
         for item, rtype in items:
             spent = self.duration(20, 240)
             t += spent
-            result: dict[str, Any] = {"timeSpent": int(spent.total_seconds() * 1000)}
+            result: dict[str, Any] = {"timeSpent": spent // timedelta(milliseconds=1)}
             if rtype == "question":
                 status = self.answer()
                 correct += status == "correct"

@@ -15,6 +15,17 @@ from common.events.canonical import Lineage
 USAGE_DE = "de/usage"
 SYSTEM_DE = "de/system"
 _CONTEXT = ("class_id", "course_id", "unit_id", "lesson_id")
+# Every content kind the platform names, and the family the usage metrics count it in. A system
+# DE carries the kind as sent (analysts filter on it); usage DEs and their names use the family.
+CONTENT_FAMILIES = {
+    "resource": "resource",
+    "question": "question",
+    "collection": "collection",
+    "collection-external": "collection",
+    "assessment": "assessment",
+    "assessment-external": "assessment",
+    "offline-activity": "assessment",
+}
 
 
 @dataclass(frozen=True, slots=True)
