@@ -28,6 +28,8 @@ class Lesson:
     assessment: str
     aquestions: tuple[str, ...]  # the assessment's questions
     competencies: tuple[str, ...]
+    ckind: str = "collection"  # the kinds as the platform sends them (external ones included)
+    akind: str = "assessment"
 
 
 def course(units: int = 2, lessons: int = 1) -> list[Lesson]:
@@ -46,6 +48,9 @@ def course(units: int = 2, lessons: int = 1) -> list[Lesson]:
                     (f"q-{ln}-a1", f"q-{ln}-a2", f"q-{ln}-a3"),
                     # neighbouring lessons share a competency, so the stats aggregate contents
                     (f"MA.4.NF.{u}", f"MA.4.NF.{u}.{n}"),
+                    # every kind of collection the platform names appears in a course
+                    "collection-external" if u % 2 else "collection",
+                    "assessment" if u % 2 else ("assessment-external", "offline-activity")[n % 2],
                 )
             )
     return out
@@ -98,7 +103,7 @@ class Plays:
     ) -> None:
         session = self.event_id("s")
         parent = ls.assessment if assessment else ls.collection
-        ctype = "assessment" if assessment else "collection"
+        ctype = ls.akind if assessment else ls.ckind
         ctx = {
             "classGooruId": CLASS,
             "courseGooruId": COURSE,
@@ -160,7 +165,7 @@ class Plays:
 
     def logwriter(self, who: str, ls: Lesson, assessment: bool, at: datetime) -> None:
         session = self.event_id("s")
-        coll, ctype = (ls.assessment, "assessment") if assessment else (ls.collection, "collection")
+        coll, ctype = (ls.assessment, ls.akind) if assessment else (ls.collection, ls.ckind)
         ctx = {
             "classId": CLASS,
             "courseId": COURSE,

@@ -32,7 +32,11 @@ RETAG: dict[str, Any] = {  # the teacher retags an assessment the class took: th
         "eventName": "content.updated",
         "timestamp": 1600300000000,
         "actorId": "teacher-1",
-        "data": {"id": "asmt-2-1", "contentType": "assessment", "competencies": ["MA.4.NF.3"]},
+        "data": {
+            "id": "asmt-2-1",
+            "contentType": "offline-activity",
+            "competencies": ["MA.4.NF.3"],
+        },
     },
 }
 TABLES = {  # the oracle's name for a table -> (how many leading columns are the key, query)
