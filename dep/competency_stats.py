@@ -220,4 +220,6 @@ SPEC = DepSpec(
     input_schemas=("de/usage", "de/system"),
     build=build,
     outbox=True,
+    # Its outbox holds dead letters (expired parked scores), which nobody dedupes: exactly once.
+    outbox_exactly_once=True,
 )
