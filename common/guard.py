@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import psycopg
@@ -110,6 +111,9 @@ class Guarded:
             self._known.pop(tp, None)
             self._suspect.pop(tp, None)
         self.inner.revoked(partitions)
+
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None:
+        self.inner.tick(now, owned)
 
     def close(self) -> None:
         self.inner.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -31,6 +32,7 @@ class Recorder:
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None: ...
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
     def close(self) -> None: ...
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None: ...
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         if self.fail:
