@@ -34,11 +34,11 @@ def parked() -> None:
 _STUDENTS = """
 SELECT m.user_id,
        -- a collection's time is its resources' and questions' (rolled up): count the top level
-       coalesce(sum(m.time_spent_ms) FILTER (WHERE c.content_type IN ('collection', 'assessment')),
-                0),
-       count(*) FILTER (WHERE c.content_type = 'assessment' AND m.latest_score IS NOT NULL),
-       avg(m.latest_score) FILTER (WHERE c.content_type = 'assessment'),
-       avg(m.latest_score) FILTER (WHERE c.content_type = 'collection'),
+       coalesce(sum(m.time_spent_ms)
+                FILTER (WHERE c.content_family IN ('collection', 'assessment')), 0),
+       count(*) FILTER (WHERE c.content_family = 'assessment' AND m.latest_score IS NOT NULL),
+       avg(m.latest_score) FILTER (WHERE c.content_family = 'assessment'),
+       avg(m.latest_score) FILTER (WHERE c.content_family = 'collection'),
        sum(m.views)
 FROM usage_metrics m LEFT JOIN content_catalog c USING (content_id)
 GROUP BY m.user_id ORDER BY m.user_id LIMIT %s

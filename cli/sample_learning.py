@@ -38,8 +38,8 @@ def catalog(sample: Plays, students: list[str]) -> None:
     for ls in sample.lessons:
         at += timedelta(minutes=1)
         comp = list(ls.competencies)
-        sample.content(at, "content.created", ls.collection, "collection", competencies=comp[:1])
-        sample.content(at, "content.created", ls.assessment, "assessment", competencies=comp)
+        sample.content(at, "content.created", ls.collection, ls.ckind, competencies=comp[:1])
+        sample.content(at, "content.created", ls.assessment, ls.akind, competencies=comp)
         for r in ls.resources:
             sample.content(at, "content.created", r, "resource", parentId=ls.collection)
         for q in ls.cquestions:
@@ -51,7 +51,7 @@ def catalog(sample: Plays, students: list[str]) -> None:
         at + timedelta(hours=1),
         "content.updated",
         first.assessment,
-        "assessment",
+        first.akind,
         competencies=list(first.competencies),
         title="Fractions, revised",
     )

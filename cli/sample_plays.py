@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from common.epoch import from_ms, to_ms
+
 Record = dict[str, Any]
 START = datetime(2020, 9, 14, 8, 0, tzinfo=UTC)
 CLASS, COURSE, TEACHER, API_KEY = "class-7b", "course-ma4", "teacher-1", "app-key-1"
@@ -26,6 +28,8 @@ class Lesson:
     assessment: str
     aquestions: tuple[str, ...]  # the assessment's questions
     competencies: tuple[str, ...]
+    ckind: str = "collection"  # the kinds as the platform sends them (external ones included)
+    akind: str = "assessment"
 
 
 def course(units: int = 2, lessons: int = 1) -> list[Lesson]:
@@ -44,13 +48,16 @@ def course(units: int = 2, lessons: int = 1) -> list[Lesson]:
                     (f"q-{ln}-a1", f"q-{ln}-a2", f"q-{ln}-a3"),
                     # neighbouring lessons share a competency, so the stats aggregate contents
                     (f"MA.4.NF.{u}", f"MA.4.NF.{u}.{n}"),
+                    # every kind of collection the platform names appears in a course
+                    "collection-external" if u % 2 else "collection",
+                    "assessment" if u % 2 else ("assessment-external", "offline-activity")[n % 2],
                 )
             )
     return out
 
 
 def epoch_ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+    return to_ms(at)
 
 
 class Plays:
@@ -96,7 +103,7 @@ class Plays:
     ) -> None:
         session = self.event_id("s")
         parent = ls.assessment if assessment else ls.collection
-        ctype = "assessment" if assessment else "collection"
+        ctype = ls.akind if assessment else ls.ckind
         ctx = {
             "classGooruId": CLASS,
             "courseGooruId": COURSE,
@@ -154,13 +161,11 @@ class Plays:
         while events:  # clients send what they buffered, a few events per request
             n = self.rng.randint(1, 5)
             batch, events = events[:n], events[n:]
-            self.add(
-                datetime.fromtimestamp(batch[-1]["endTime"] / 1000, UTC), "gooru.logapi", who, batch
-            )
+            self.add(from_ms(batch[-1]["endTime"]), "gooru.logapi", who, batch)
 
     def logwriter(self, who: str, ls: Lesson, assessment: bool, at: datetime) -> None:
         session = self.event_id("s")
-        coll, ctype = (ls.assessment, "assessment") if assessment else (ls.collection, "collection")
+        coll, ctype = (ls.assessment, ls.akind) if assessment else (ls.collection, ls.ckind)
         ctx = {
             "classId": CLASS,
             "courseId": COURSE,
@@ -189,7 +194,7 @@ class Plays:
         for item, rtype in items:
             spent = self.duration(20, 240)
             t += spent
-            result: dict[str, Any] = {"timeSpent": int(spent.total_seconds() * 1000)}
+            result: dict[str, Any] = {"timeSpent": spent // timedelta(milliseconds=1)}
             if rtype == "question":
                 status = self.answer()
                 correct += status == "correct"

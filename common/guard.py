@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import psycopg
@@ -113,6 +114,9 @@ class Guarded:
 
     def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
         self.inner.idle(consumer, positions)
+
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None:
+        self.inner.tick(now, owned)
 
     def close(self) -> None:
         self.inner.close()

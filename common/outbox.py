@@ -204,6 +204,9 @@ class OutboxRelay:
     def _relay_exactly_once(
         self, conn: psycopg.Connection[tuple[object, ...]], marker: RelayMarker
     ) -> int:
+        # Before the marker is read: a transaction a dead relay left open holds the marker's
+        # offset unstable, and reading it would wait until that transaction timed out.
+        self._init_transactions()
         sent = 0
         while True:
             with conn.transaction():
@@ -235,11 +238,14 @@ class OutboxRelay:
         self.sent += sent
         return sent
 
-    def _send_transaction(self, rows: list[Any], ids: list[int], marker: RelayMarker) -> None:
+    def _init_transactions(self) -> None:
         if not self._transactions_ready:
             # Fences an earlier incarnation of this instance and aborts what it left open.
             self.producer.init_transactions(self.timeout_s)
             self._transactions_ready = True
+
+    def _send_transaction(self, rows: list[Any], ids: list[int], marker: RelayMarker) -> None:
+        self._init_transactions()
         self.producer.begin_transaction()
         try:
             for _id, topic, key, value, names, values in rows:

@@ -18,6 +18,11 @@ PostgreSQL (08 connection, 40001/40P01, 53 resources, 57P shutdown ... transient
 (MSG_SIZE_TOO_LARGE, INVALID_RECORD ... the message's fault). A fault that is one message's
 never reaches this loop: the processors isolate that message and dead-letter it.
 
+Every turn, whether or not a message arrived, the processor's ``tick`` gets the wall-clock time
+and the partitions this instance owns: a stage's timers (what expires, what has waited too long)
+fire on time on an idle pipeline, committed like a batch. The processor decides how often its
+timers really run.
+
 SIGTERM and SIGINT set a flag that the loop reads between batches: the batch in hand is finished
 and committed, the consumer leaves its group, and ``run`` returns.
 """
@@ -30,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Protocol
 
@@ -113,6 +119,13 @@ class Processor(Protocol):
         last batch. Store them like a batch's offsets, so the lag of a caught-up stage reads 0
         instead of stopping one short of every marker. Raising a transient error is allowed: it
         is tried again on a later idle poll."""
+
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None:
+        """Called on every turn of the loop, also when nothing arrived, never during a batch or a
+        rebalance; ``owned``: the (topic, partition)s this instance holds. Runs the stage's
+        timers (rate-limiting them itself) and commits what they write like a batch; must not
+        block for long. A transient fault is the processor's to log and retry on a later tick;
+        raising is a bug."""
 
     def close(self) -> None:
         """Release what the processor holds; the consumer is still open."""
@@ -232,6 +245,7 @@ def run(
             if not polled and owned and time.monotonic() - last_advance >= IDLE_ADVANCE_S:
                 last_advance = time.monotonic()
                 _advance(consumer, processor, owned)
+            processor.tick(datetime.now(UTC), frozenset(owned))
             if not batch:
                 continue
             last_data = started = time.monotonic()

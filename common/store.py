@@ -20,7 +20,10 @@ Commit sequence:
 4. commit the same offsets to Kafka, asynchronously and only so that lag tools see progress;
 5. run the after-commit hook, if any (the outbox relay, ``common.outbox``): what it sends is
    already durable in the database, so a transient fault there is logged and retried after the
-   next batch, never a reason to retry this one.
+   next batch or tick, never a reason to retry this one.
+
+On the run loop's ticks (``common.ticks``) a handler with timers runs them in a transaction of
+their own, and the after-commit hook runs again, so what waits in the outbox leaves when idle.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 import psycopg
@@ -53,6 +57,7 @@ from common.runloop import (
     is_transient,
     rewind,
 )
+from common.ticks import TICK_INTERVAL_S, Every, Owned, TickHandler, still_owned
 from common.transactional import MessageId, message_id, next_offsets
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,7 @@ class StoreProcessor(Generic[E]):
         after_commit: Callable[[psycopg.Connection[tuple[object, ...]]], object] | None = None,
         max_message_bytes: int = DEFAULT_MAX_BYTES,
         on_commit: Callable[[float], None] | None = None,
+        tick_interval_s: float = TICK_INTERVAL_S,
     ) -> None:
         self.stage = stage
         self.max_bytes = max_message_bytes
@@ -110,6 +116,8 @@ class StoreProcessor(Generic[E]):
         # Next offset per assigned partition as stored in the database; None: no row yet.
         self._stored: dict[tuple[str, int], int | None] = {}
         self.dead_lettered = 0
+        self._timers = handler if isinstance(handler, TickHandler) else None
+        self._every = Every(tick_interval_s)
 
     def _db(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
@@ -350,6 +358,26 @@ class StoreProcessor(Generic[E]):
             self._stored[(tp.topic, tp.partition)] = off
             if off is not None:
                 consumer.seek(TopicPartition(tp.topic, tp.partition, off))
+
+    # -- wall-clock timers -----------------------------------------------------------------
+    def tick(self, now: datetime, owned: Owned) -> None:
+        if (self._timers is None and self.after_commit is None) or not self._every.due():
+            return
+        try:
+            if self._timers is not None and owned:
+                conn = self._db()
+                with conn.transaction():
+                    cur = conn.cursor()
+                    mine = still_owned(cur, self.group_id, self._stored, owned)
+                    if mine:
+                        self._timers.tick(now, mine, cur)
+            if self.after_commit is not None:
+                self.after_commit(self._db())
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._drop_connection_if_broken()
+            log.warning("timers: %s; trying again on a later tick", exc)
 
     def _drop_connection_if_broken(self) -> None:
         if self._conn is not None and (self._conn.closed or self._conn.broken):

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -334,6 +335,9 @@ class TransactionalProcessor:
             if raise_errors:
                 raise
             log.warning("could not abort the transaction: %s", exc)
+
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None:
+        """GEP and demux keep no timers."""
 
     def close(self) -> None:
         self._abort_leftover(raise_errors=False)

@@ -1,11 +1,12 @@
 """DEP ``competency-stats``: fans assessment and collection scores out to the competencies of
 that content and keeps, per learner x competency, the scored attempts, the latest and the best.
 
-Seed 001's ordering constraint lives here: a score for content this DEP has no metadata for yet
-is *parked* (``common.parking``), released and applied in the transaction that brings the
-content's ``content.created``/``updated`` DE, and dead-lettered through the outbox after
-``DA_PARK_TIMEOUT_S``. An advisory lock per content id serializes the two paths, so a score
-parked by one instance while another stores the metadata is never stranded.
+Seed 001's ordering constraint lives here: a score for content this DEP has no metadata for yet is
+*parked* (``common.parking``), released and applied in the transaction that brings the content's
+``content.created``/``updated`` DE, and dead-lettered through the outbox after
+``DA_PARK_TIMEOUT_S``, on the run loop's tick (``common.ticks``), so also when nothing arrives. An
+advisory lock per content id serializes the two paths, so a score parked by one instance while
+another stores the metadata is never stranded.
 
 Every scored session is kept per content (``competency_sessions``) as well as per competency:
 when a content's competencies change, its sessions are fanned out again, so the stats follow the
@@ -15,6 +16,7 @@ content's newest metadata whatever order scores and changes arrive in.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from common import parking
@@ -25,6 +27,7 @@ from common.outbox import Outbox
 from common.runloop import Message
 from common.settings import Settings
 from common.store import Cursor
+from common.ticks import Owned
 from common.topics import Topics
 from dep.spec import DepSpec
 
@@ -122,6 +125,11 @@ class CompetencyStats:
         released = parking.release(cur, NAME, sorted(newest))
         scores += [UsageEvent.decode(self.codec, bytes(p.value)) for p in released]
         self._apply(scores, cur)
+
+    def tick(self, now: datetime, owned: Owned, cur: Cursor) -> None:
+        """Scores parked longer than the timeout become dead letters, on time even when nothing
+        arrives (the parking is not per partition: any instance that owns a partition expires,
+        and each parked row is deleted by one transaction only)."""
         self.outbox.add(
             cur,
             parking.expire(cur, NAME, STAGE, self.dead_letter_topic, self.park_timeout_s),
@@ -213,4 +221,6 @@ SPEC = DepSpec(
     input_schemas=("de/usage", "de/system"),
     build=build,
     outbox=True,
+    # Its outbox holds dead letters (expired parked scores), which nobody dedupes: exactly once.
+    outbox_exactly_once=True,
 )

@@ -1,5 +1,6 @@
-"""DEP ``content-catalog``: content metadata (kind, parent collection, competencies, title) from
-the ``content.<action>`` system DEs, newest in event time winning, a delete kept as a flag.
+"""DEP ``content-catalog``: content metadata (kind as sent and its family, parent collection,
+competencies, title) from the ``content.<action>`` system DEs, newest in event time winning, a
+delete kept as a flag.
 
 Idempotent by construction: applying a DE again, or an older one after a newer, changes nothing.
 """
@@ -10,20 +11,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.codec import Codec
-from common.events import SystemEvent
+from common.events import CONTENT_FAMILIES, SystemEvent
 from common.runloop import Message
 from common.settings import Settings
 from common.store import Cursor
 from dep.spec import DepSpec
 
 _UPSERT = """
-INSERT INTO content_catalog AS c (content_id, content_type, parent_id, competencies, title,
-    meta_at, meta_event_id, deleted, changed_at, event_id)
-VALUES (%(id)s, %(type)s, %(parent)s, %(comp)s, %(title)s, %(meta_at)s, %(meta_id)s,
-    %(deleted)s, %(at)s, %(event_id)s)
+INSERT INTO content_catalog AS c (content_id, content_type, content_family, kind_exact,
+    parent_id, competencies, title, meta_at, meta_event_id, deleted, changed_at, event_id)
+VALUES (%(id)s, %(type)s, %(family)s, true, %(parent)s, %(comp)s, %(title)s, %(meta_at)s,
+    %(meta_id)s, %(deleted)s, %(at)s, %(event_id)s)
 ON CONFLICT (content_id) DO UPDATE SET
-    (content_type, parent_id, competencies, title, meta_at, meta_event_id) = (
+    (content_type, content_family, kind_exact, parent_id, competencies, title, meta_at,
+     meta_event_id) = (
         SELECT CASE WHEN newer THEN EXCLUDED.content_type ELSE c.content_type END,
+               CASE WHEN newer THEN EXCLUDED.content_family ELSE c.content_family END,
+               CASE WHEN newer THEN true ELSE c.kind_exact END,
                CASE WHEN newer THEN EXCLUDED.parent_id ELSE c.parent_id END,
                CASE WHEN newer THEN EXCLUDED.competencies ELSE c.competencies END,
                CASE WHEN newer THEN EXCLUDED.title ELSE c.title END,
@@ -62,6 +66,7 @@ def merge(events: Sequence[SystemEvent]) -> list[dict[str, object]]:
             {
                 "id": content_id,
                 "type": meta.content_type if meta else None,
+                "family": CONTENT_FAMILIES.get(meta.content_type or "") if meta else None,
                 "parent": meta.parent_id if meta else None,
                 "comp": list(meta.competencies) if meta else [],
                 "title": meta.attributes.get("title") if meta else None,

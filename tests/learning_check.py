@@ -14,6 +14,7 @@ from typing import Any
 
 from common import db
 from common.codec import Codec
+from common.epoch import to_ms
 from common.events import SystemEvent, UsageEvent
 from common.settings import Settings
 from common.topics import Topics
@@ -31,12 +32,16 @@ RETAG: dict[str, Any] = {  # the teacher retags an assessment the class took: th
         "eventName": "content.updated",
         "timestamp": 1600300000000,
         "actorId": "teacher-1",
-        "data": {"id": "asmt-2-1", "contentType": "assessment", "competencies": ["MA.4.NF.3"]},
+        "data": {
+            "id": "asmt-2-1",
+            "contentType": "offline-activity",
+            "competencies": ["MA.4.NF.3"],
+        },
     },
 }
 TABLES = {  # the oracle's name for a table -> (how many leading columns are the key, query)
-    "catalog": (1, "SELECT content_id, content_type, parent_id, competencies, deleted "
-                   "FROM content_catalog"),
+    "catalog": (1, "SELECT content_id, content_type, content_family, parent_id, competencies, "
+                   "deleted FROM content_catalog"),
     "usage": (6, "SELECT user_id, content_id, class_id, course_id, unit_id, lesson_id, "
                  "time_spent_ms, views, starts, latest_score, best_score, latest_reaction "
                  "FROM usage_metrics"),
@@ -175,7 +180,7 @@ def _usage(de: UsageEvent) -> De:
         de.user_id,
         de.content_id,
         de.value,
-        int(de.occurred_at.timestamp() * 1000),
+        to_ms(de.occurred_at),
         de.context,
         de.collection_id,
         de.collection_type,
@@ -191,5 +196,5 @@ def _system(de: SystemEvent) -> SysDe:
         de.content_type,
         de.parent_id,
         de.competencies,
-        int(de.occurred_at.timestamp() * 1000),
+        to_ms(de.occurred_at),
     )

@@ -1,17 +1,25 @@
 """The first half of the learning oracle (``tests.learning_oracle``): the DEs each raw message
 must become, written from ``../shared/formats/gooru.md`` (the platform parser's rules and the
-event processor's routing), ``docs/formats.md`` (the EdMobile mapping table, the system events)
-and seed 001's option 2 (the lowest dimension only), not from ``gep`` or ``demux``.
-Scores are percentages (a question: correct 100, incorrect/attempted 0).
+event processor's routing), ``docs/formats.md`` (the EdMobile mapping table, the system events,
+the table of which raw event counts for each metric) and seed 001's option 2 (the lowest
+dimension only), not from ``gep`` or ``demux``.
+Scores are percentages (a question: correct 100, incorrect/attempted 0). The metric rules, in
+terms of what the learner did, whichever format says it:
+- a start (``usage.collection.start``): began playing a collection or an assessment, any kind;
+- a view of a collection: opened it (its start); a view of an assessment: finished an attempt;
+- time spent, scores: the end of a play, never a collection's own (the roll-up derives those);
+- a reaction: whenever given, to whatever content (a collection's too).
+Times are integer epoch milliseconds throughout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MAX_MS = 7_200_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FOLD = {
     "collection-external": "collection",
     "assessment-external": "assessment",
@@ -94,7 +102,10 @@ def logapi(e: J) -> list[De]:
     if name == "collection.play":
         kind = fold(ctx["collectionType"])
         if typ == "start":
-            return [de("collection", "view", 1, e["startTime"])] if kind == "collection" else []
+            began = [de("collection", "start", 1, e["startTime"])]
+            if kind == "collection":
+                began.append(de("collection", "view", 1, e["startTime"]))
+            return began
         if kind == "collection":
             return []  # option 2: the roll-up derives a collection's time and score
         spent, clamped = _clamp(e["endTime"] - e["startTime"])
@@ -140,7 +151,8 @@ def logwriter(e: J) -> list[De]:
         )
 
     if name == "collection.start":
-        return [de("start", 1, k="collection")]
+        began = [de("start", 1, k="collection")]
+        return began + ([de("view", 1, k="collection")] if kind == "collection" else [])
     score = res.get("score")
     if score is None and kind == "question":
         score = _score(res.get("answerStatus"))
@@ -149,13 +161,14 @@ def logwriter(e: J) -> list[De]:
     )
     if name.endswith(".score.update"):
         return scored
+    reacted = [de("reaction", res["reaction"])] if res.get("reaction") else []
     if kind == "collection":
-        return []  # option 2, as for the log API
+        return reacted  # option 2, as for the log API: no time or score of its own
     spent, clamped = _clamp(res["timeSpent"])
     out = [de("timespent", spent, clamped), *scored]
     if kind == "assessment":
         out.append(de("view", 1))
-    return out + ([de("reaction", res["reaction"])] if res.get("reaction") else [])
+    return out + reacted
 
 
 def edmobile_to_logapi(a: J) -> list[J]:
@@ -163,7 +176,8 @@ def edmobile_to_logapi(a: J) -> list[J]:
     name, kind = EDMOBILE[a["kind"]]
     item = name == "collection.resource.play"
     start, end = (
-        int(datetime.fromisoformat(a[f]).timestamp() * 1000) for f in ("startedAt", "finishedAt")
+        (datetime.fromisoformat(a[f]) - EPOCH) // timedelta(milliseconds=1)
+        for f in ("startedAt", "finishedAt")
     )
     ctx: J = {"type": "stop", "contentGooruId": a["itemRef"], "classGooruId": a.get("classRef")}
     if item:
@@ -184,10 +198,14 @@ def edmobile_to_logapi(a: J) -> list[J]:
         "metrics": {"score": a.get("percent")},
         "payLoadObject": {"answerStatus": OUTCOME.get(a.get("outcome") or "")},
     }
+    # a quiz or lesson record is a whole play: its start is an event too (docs/formats.md)
+    began = [] if item else [{**play, "eventId": f"{a['activityId']}:start",
+                              "context": {**ctx, "type": "start"}}]  # fmt: skip
     if a.get("rating") is None:
-        return [play]
+        return [*began, play]
     rated = {k: v for k, v in ctx.items() if k != "type"} | {"reactionType": a["rating"]}
     return [
+        *began,
         play,
         {
             "eventId": f"{a['activityId']}:rating",
@@ -221,8 +239,9 @@ class SysDe:
 
 
 def system_de(e: J) -> SysDe:
+    """A content's kind as sent (``assessment-external`` stays so)."""
     d = e.get("data") or {}
-    kind = None if e["eventName"] == "content.deleted" else fold(d.get("contentType"))
+    kind = None if e["eventName"] == "content.deleted" else d.get("contentType")
     return SysDe(
         e["eventName"],
         e["eventId"],

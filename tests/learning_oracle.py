@@ -1,6 +1,6 @@
 """An independent computation of the learning pipeline's outputs from the raw messages sent,
-written from the rules in ``../shared/formats/gooru.md``, ``docs/formats.md`` and issue 3, not
-from ``gep``/``demux``/``dep``: what every DE topic and every learning table must hold.
+written from the rules in ``../shared/formats/gooru.md``, ``docs/formats.md`` and issues 3 and
+15, not from ``gep``/``demux``/``dep``: what every DE topic and every learning table must hold.
 
 Input: the JSON values of the valid raw messages, each with its ``da-format``, duplicates
 included (a resent message is a second delivery: GEP and demux pass it on again; the DEPs count
@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tests.learning_des import De, SysDe, system_de, usage_des
+from tests.learning_des import De, SysDe, fold, system_de, usage_des
 
 
 @dataclass
@@ -97,10 +97,10 @@ def _catalog(content: Counter[SysDe]) -> dict[str, tuple[Any, ...]]:
         meta = _newest(metas) if metas else None
         deleted = _newest(evs).name == "content.deleted"
         out[cid] = (
-            (meta.content_type, meta.parent, list(meta.competencies), deleted)
+            (meta.content_type, fold(meta.content_type), meta.parent, list(meta.competencies))
             if meta
-            else (None, None, [], deleted)
-        )
+            else (None, None, None, [])
+        ) + (deleted,)
     return out
 
 
@@ -153,7 +153,7 @@ def _competency(
     scored += [d for d in up if d.name == "usage.collection.score"]
     per: dict[tuple[str, str], list[De]] = {}
     for (_, content, _, _), d in _scores(scored).items():
-        for competency in catalog.get(content, (None, None, []))[2]:
+        for competency in catalog.get(content, (None, None, None, []))[3]:
             per.setdefault((d.user, competency), []).append(d)
     return {
         k: (len(v), max(v, key=lambda d: (d.at_ms, d.root)).value, max(d.value for d in v))

@@ -14,10 +14,17 @@ from common.events.canonical import (
     UsageMetrics,
 )
 from common.events.fulfillment import FULFILLMENT_DE, FulfillmentEvent
-from common.events.learning import SYSTEM_DE, USAGE_DE, SystemEvent, UsageEvent
+from common.events.learning import (
+    CONTENT_FAMILIES,
+    SYSTEM_DE,
+    USAGE_DE,
+    SystemEvent,
+    UsageEvent,
+)
 
 __all__ = [
     "CANONICAL",
+    "CONTENT_FAMILIES",
     "FULFILLMENT_DE",
     "SYSTEM_DE",
     "USAGE_DE",

@@ -30,6 +30,17 @@ USAGE_DE_NAMES = (
     "usage.collection.reaction",  # a reaction to a collection itself
 )
 _CONTEXT = ("class_id", "course_id", "unit_id", "lesson_id")
+# Every content kind the platform names, and the family the usage metrics count it in. A system
+# DE carries the kind as sent (analysts filter on it); usage DEs and their names use the family.
+CONTENT_FAMILIES = {
+    "resource": "resource",
+    "question": "question",
+    "collection": "collection",
+    "collection-external": "collection",
+    "assessment": "assessment",
+    "assessment-external": "assessment",
+    "offline-activity": "assessment",
+}
 
 
 @dataclass(frozen=True, slots=True)

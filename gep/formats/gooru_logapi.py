@@ -7,11 +7,12 @@ whole array for one bad element would throw away a session's good events (one ba
 usually one buggy widget); sending only the bad element's bytes would not be the original
 message. A message whose elements are all invalid is dead-lettered once, as a whole.
 
-Rules (the platform's own parser): time spent = endTime - startTime, counted on ``stop`` only,
-clamped to 0..2 h with the reported value kept; a question's score is 100 % for ``correct``,
-0 % for ``incorrect`` / ``attempted``; a collection counts a view on ``start``, an assessment on
-``stop``; missing ``context``, ``payLoadObject``, ``metrics`` or ``session`` mean empty; missing
-``isStudent`` means true.
+Rules (the platform's own parser): time spent = endTime - startTime in integer milliseconds,
+counted on ``stop`` only, clamped to 0..2 h with the reported value kept; a question's score is
+100 % for ``correct``, 0 % for ``incorrect`` / ``attempted``; the start of a collection or an
+assessment counts a start, a collection counts a view on ``start``, an assessment on ``stop``
+(``gooru_rules``: one rule per metric for every format); missing ``context``,
+``payLoadObject``, ``metrics`` or ``session`` mean empty; missing ``isStudent`` means true.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import datetime
 
 import msgspec
 
+from common.epoch import from_ms
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent, Impact, Usage, UsageMetrics
 from gep.formats import gooru_rules as r
@@ -160,7 +162,7 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
     ctx, payload = e.context or Context(), e.payLoadObject or Payload()
     user_id = r.required_id((e.user or User()).gooruUId, "user.gooruUId")
     content_id = r.required_id(ctx.contentGooruId, "context.contentGooruId")
-    started = r.epoch_ms(e.startTime, "startTime")
+    started = r.checked_ms(e.startTime, "startTime")
     kind, parent_kind = _kind(e, ctx)
     action = "reaction" if e.eventName == "reaction.create" else ctx.type
     if action not in ("start", "stop", "reaction"):
@@ -173,8 +175,8 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
             "missing_field", "a reaction needs context.reactionType", field="context.reactionType"
         )
     if action == "stop":
-        occurred = r.epoch_ms(e.endTime, "endTime")
-        spent, raw = r.clamp_time_spent(int((occurred - started).total_seconds() * 1000))
+        occurred = r.checked_ms(e.endTime, "endTime")
+        spent, raw = r.clamp_time_spent(occurred - started)
         score = (
             r.question_score(payload.answerStatus)
             if kind == "question"
@@ -184,11 +186,11 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
             time_spent_ms=spent,
             time_spent_raw_ms=raw,
             score=score,
-            views=1 if kind == "assessment" else 0,
+            views=r.views_on_stop(kind),
             answer_status=payload.answerStatus,
         )
-    elif action == "start" and kind == "collection":
-        metrics = UsageMetrics(views=1)
+    elif action == "start":
+        metrics = UsageMetrics(views=r.views_on_start(kind))
     usage = Usage(
         user_id=user_id,
         content_id=content_id,
@@ -210,7 +212,7 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
         event_type=f"{e.eventName}.{action}",
         entity_type="usage",
         entity_id=user_id,  # the key: one learner's events stay in order
-        occurred_at=occurred,
+        occurred_at=from_ms(occurred),
         received_at=received_at,
         actor_id=user_id,
         usage=usage,
@@ -219,10 +221,8 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
 
 
 def _impacts(usage: Usage) -> tuple[Impact, ...]:
-    if not usage.is_student:
-        return ()
     if usage.action == "start":
-        return (Impact("collection", "view"),) if usage.metrics.views else ()
+        return r.start_impacts(usage)
     if usage.action == "reaction":
-        return (Impact(usage.content_type, "reaction"),)
+        return (Impact(usage.content_type, "reaction"),) if usage.is_student else ()
     return r.stop_impacts(usage)

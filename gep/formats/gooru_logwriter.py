@@ -1,14 +1,15 @@
 """Gooru log-writer events (../shared/formats/gooru.md section 2): one JSON object per event,
 with the play's outcome in ``result``.
 
-Routing, as the platform's event processor did it, within seed 001's option 2:
-``collection.start`` -> collection start; an assessment's (also external, offline activity)
-``collection.performance`` -> its time spent, score and view, and ``collection.score.update``
--> its score; ``resource.performance`` -> the resource's or question's time spent (a
-question's score too, a reaction when one is given); ``resource.score.update`` -> a question's
-score. A collection's own time and score come from the collection-rollup DEP instead (see
-``gooru_rules.stop_impacts``). ``result.score`` is a percentage; a question without one is
-scored from ``answerStatus``.
+Routing, as the platform's event processor did it, within seed 001's option 2, and the one rule per
+metric of ``gooru_rules`` (the same learner action counts the same in every format):
+``collection.start`` -> a start, and a collection's view; an assessment's (also external, offline
+activity) ``collection.performance`` -> its time spent, score and view, and
+``collection.score.update`` -> its score; ``resource.performance`` -> the resource's or question's
+time spent (a question's score too, a reaction when one is given); ``resource.score.update`` -> a
+question's score. A collection's own time and score come from the collection-rollup DEP instead (see
+``gooru_rules.stop_impacts``). ``result.score`` is a percentage; a question without one is scored
+from ``answerStatus``.
 """
 
 from __future__ import annotations
@@ -117,11 +118,14 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
         score = r.question_score(res.answerStatus)
     if res.reaction is not None and not 0 <= res.reaction <= 5:
         raise InvalidEvent("bad_value", "result.reaction is not 0..5", field="result.reaction")
+    action = "start" if name == "collection.start" else "score" if "score" in name else "stop"
+    views = r.views_on_start(kind) if action == "start" else 0
+    views = r.views_on_stop(kind) if action == "stop" else views
     usage = Usage(
         user_id=user_id,
         content_id=content_id,
         content_type=kind,
-        action="start" if name == "collection.start" else "score" if "score" in name else "stop",
+        action=action,
         collection_id=collection_id if on_resource else None,
         collection_type=collection_kind if on_resource else None,
         class_id=r.optional_id(ctx.classId, "context.classId"),
@@ -136,7 +140,7 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
             score=score,
             max_score=res.maxScore,
             reaction=res.reaction if res.reaction else None,
-            views=1 if name == "collection.performance" and kind == "assessment" else 0,
+            views=views,
             answer_status=res.answerStatus,
         ),
     )
@@ -158,7 +162,7 @@ def _impacts(usage: Usage) -> tuple[Impact, ...]:
     if not usage.is_student:
         return ()
     if usage.action == "start":
-        return (Impact("collection", "start"),)
+        return r.start_impacts(usage)
     if usage.action == "score":
         kind = usage.content_type
         has = kind in ("question", "assessment") and usage.metrics.score is not None

@@ -6,26 +6,21 @@ Not a format itself: ``gooru_logapi``, ``gooru_logwriter`` and the partner trans
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, TypeVar
 
 import msgspec
 
+from common.epoch import from_ms
 from common.errors import InvalidEvent
-from common.events import Impact, Usage
+from common.events import CONTENT_FAMILIES, Impact, Usage
 
 TIME_SPENT_MAX_MS = 7_200_000  # 2 h: the older logger's clamp
 _MAX_ID = 200
 # 2000-01-01 .. 2100-01-01 in epoch ms: a value outside is seconds, micros or garbage.
 _MIN_MS, _MAX_MS = 946_684_800_000, 4_102_444_800_000
-# Every kind of collection the formats name, folded to the two the metrics know.
-COLLECTION_KINDS = {
-    "collection": "collection",
-    "collection-external": "collection",
-    "assessment": "assessment",
-    "assessment-external": "assessment",
-    "offline-activity": "assessment",
-}
+# Every kind of collection the formats name, folded to the two families the metrics know.
+COLLECTION_KINDS = {k: f for k, f in CONTENT_FAMILIES.items() if f in ("collection", "assessment")}
 
 
 def invalid_shape(exc: msgspec.ValidationError, prefix: str = "") -> InvalidEvent:
@@ -72,14 +67,21 @@ def optional_id(value: str | None, field: str) -> str | None:
     return value.strip()
 
 
-def epoch_ms(value: int | None, field: str) -> datetime:
+def checked_ms(value: int | None, field: str) -> int:
+    """A checked epoch-milliseconds field, kept as an integer: durations are differences of
+    these, never of floats."""
     if value is None:
         raise InvalidEvent("missing_field", f"{field} is missing", field=field)
     if not _MIN_MS <= value < _MAX_MS:
         raise InvalidEvent(
             "bad_timestamp", f"{field}={value} is not epoch milliseconds in 2000..2100", field=field
         )
-    return datetime.fromtimestamp(value / 1000, UTC)
+    return value
+
+
+def epoch_ms(value: int | None, field: str) -> datetime:
+    """A checked epoch-milliseconds field as the instant it names, exactly."""
+    return from_ms(checked_ms(value, field))
 
 
 def clamp_time_spent(ms: int) -> tuple[int, int | None]:
@@ -114,6 +116,33 @@ def percent(value: float | None, field: str) -> float | None:
     return value
 
 
+# One rule per usage metric, in terms of what the learner did, for every format that can say it
+# (docs/formats.md has the table of which raw event counts in each format):
+# - a start: the learner began a play of a collection or an assessment, of any kind;
+# - a view of a collection: the learner opened it (counted at its start);
+# - a view of an assessment: the learner finished an attempt (counted at its end);
+# - time spent and scores: at the end of a play; a collection's own come from its items (roll-up);
+# - a reaction: whenever the learner gives one, to any content.
+PLAYED = ("collection", "assessment")
+
+
+def views_on_start(kind: str) -> int:
+    return 1 if kind == "collection" else 0
+
+
+def views_on_stop(kind: str) -> int:
+    return 1 if kind == "assessment" else 0
+
+
+def start_impacts(usage: Usage) -> tuple[Impact, ...]:
+    """What the start of a play changes: a start of a collection or an assessment, and the
+    view of a collection. An item's start changes nothing (its end says everything)."""
+    if not usage.is_student or usage.content_type not in PLAYED:
+        return ()
+    view = (Impact("collection", "view"),) if usage.metrics.views else ()
+    return (Impact("collection", "start"), *view)
+
+
 def stop_impacts(usage: Usage) -> tuple[Impact, ...]:
     """What the end of a play changes. A collection's own time and score are not here: per seed
     001 (option 2) the collection-rollup DEP derives them from its resources and questions, and
@@ -121,15 +150,14 @@ def stop_impacts(usage: Usage) -> tuple[Impact, ...]:
     if not usage.is_student:
         return ()  # a teacher's preview changes no learner's metrics
     m, kind = usage.metrics, usage.content_type
-    if kind == "collection":
-        return ()
     out = []
-    if m.time_spent_ms is not None:
-        out.append(Impact(kind, "timespent"))
-    if kind in ("question", "assessment") and m.score is not None:
-        out.append(Impact(kind, "score"))
-    if kind == "assessment" and m.views:
-        out.append(Impact(kind, "view"))
+    if kind != "collection":
+        if m.time_spent_ms is not None:
+            out.append(Impact(kind, "timespent"))
+        if kind in ("question", "assessment") and m.score is not None:
+            out.append(Impact(kind, "score"))
+        if m.views:
+            out.append(Impact(kind, "view"))
     if m.reaction:
         out.append(Impact(kind, "reaction"))
     return tuple(out)

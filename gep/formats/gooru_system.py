@@ -7,7 +7,8 @@ One JSON object per event (docs/formats.md)::
      "data": {"id": "asmt-9", "contentType": "assessment", "parentId": null,
               "competencies": ["MA.4.NF.1"], "title": "Fractions"}}
 
-A content's ``contentType`` is required unless it is deleted; ``parentId`` is the collection or
+A content's ``contentType`` is required unless it is deleted, and kept as sent
+(``assessment-external`` stays ``assessment-external``); ``parentId`` is the collection or
 assessment a resource or question belongs to. Each event becomes one system DE
 ``<entity>.<action>`` (seed 001), keyed by the entity.
 """
@@ -21,13 +22,12 @@ from datetime import datetime
 import msgspec
 
 from common.errors import InvalidEvent
-from common.events import CanonicalEvent, Impact, SystemChange
+from common.events import CONTENT_FAMILIES, CanonicalEvent, Impact, SystemChange
 from gep.formats import gooru_rules as r
 from gep.formats.rejected import Rejected
 
 NAME = "gooru.system"
 _NAME_RE = re.compile(r"^(content|class|user)\.(created|updated|deleted)$")
-CONTENT_KINDS = {**r.COLLECTION_KINDS, "resource": "resource", "question": "question"}
 Id = str | None
 
 
@@ -73,13 +73,13 @@ def to_canonical(e: Event, received_at: datetime) -> CanonicalEvent:
     entity_id = r.required_id(data.id, "data.id")
     kind = None
     if entity == "content" and action != "deleted":
-        if data.contentType not in CONTENT_KINDS:
+        if data.contentType not in CONTENT_FAMILIES:
             raise InvalidEvent(
                 "bad_value",
                 f"data.contentType={data.contentType!r} is not a content kind",
                 field="data.contentType",
             )
-        kind = CONTENT_KINDS[data.contentType]
+        kind = data.contentType  # as sent: the family is derived where it is needed
     competencies = tuple(r.required_id(c, "data.competencies") for c in data.competencies)
     title = r.optional_id(data.title, "data.title")
     return CanonicalEvent(

@@ -2,8 +2,9 @@
 to the global usage format (log API 3.0) and then validated and normalized exactly like it.
 
 The format is documented in docs/formats.md. One record describes one finished activity; a
-rating in it becomes a second global event, a reaction. Adding a partner is one module like
-this one and a line in ``gep.formats.FORMATS``.
+quiz or lesson also stands for the start of its play (an event of its own, so that starts and
+views count as for the platform's own clients), and a rating becomes a reaction event. Adding
+a partner is one module like this one and a line in ``gep.formats.FORMATS``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 
 import msgspec
 
+from common.epoch import to_ms
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent
 from gep.formats import gooru_logapi as logapi
@@ -63,7 +65,7 @@ def parse(value: bytes | None, received_at: datetime) -> Sequence[CanonicalEvent
 def _ms(at: datetime | None, field: str) -> int:
     if at is None or at.tzinfo is None:
         raise InvalidEvent("bad_timestamp", f"{field} needs a date, time and offset", field=field)
-    return int(at.timestamp() * 1000)
+    return to_ms(at)
 
 
 def to_global(a: Activity) -> list[logapi.Event]:
@@ -100,6 +102,14 @@ def to_global(a: Activity) -> list[logapi.Event]:
         payLoadObject=logapi.Payload(answerStatus=OUTCOMES.get(a.outcome or "")),
     )
     events = [play]
+    if not on_item:  # the play of a whole quiz or lesson began at startedAt: its start counts
+        start = msgspec.structs.replace(context, type="start")
+        events.insert(
+            0,
+            msgspec.structs.replace(
+                play, eventId=f"{activity_id}:start", endTime=None, context=start, metrics=None
+            ),
+        )
     if a.rating is not None:
         events.append(
             logapi.Event(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -32,6 +33,7 @@ class Recorder:
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
     def close(self) -> None: ...
     def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None: ...
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None: ...
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         if self.fail:

@@ -22,6 +22,7 @@ from common.events import Lineage, SystemEvent, UsageEvent
 from common.kafka import ensure_topics, make_producer
 from common.outbox import OutboxRelay
 from common.settings import Settings
+from common.ticks import TickHandler
 from common.topics import Topics
 from dep import registry
 from tests.kafka_read import read_topic
@@ -186,12 +187,20 @@ def test_a_parked_score_is_dead_lettered_after_the_timeout_via_kafka(migrated: S
     dlq = topics.dead_letter("dep.competency-stats")
     ensure_topics(migrated, [dlq])
     waiting = usage("usage.assessment.score", "w", 70.0, content_id="never")
-    apply(migrated, "competency-stats", [[waiting]])
+    young = usage("usage.assessment.score", "y", 70.0, content_id="later")
+    apply(migrated, "competency-stats", [[waiting, young]])
     with db.connect(migrated) as conn:
-        conn.execute("UPDATE da_parked SET parked_at = now() - interval '2 hours'")
+        conn.execute("UPDATE da_parked SET parked_at = now() - interval '2 hours' WHERE "
+                     "waiting_for = 'never'")  # fmt: skip
         conn.commit()
-    apply(migrated, "competency-stats", [[content("e1", "a1", 0)]])  # any batch expires
-    assert rows(migrated, "SELECT count(*) FROM da_parked") == [(0,)]
+    apply(migrated, "competency-stats", [[content("e1", "a1", 0)]])  # a batch expires nothing
+    assert rows(migrated, "SELECT count(*) FROM da_parked") == [(2,)]
+    handler = registry.get("competency-stats").build(migrated, CODEC)
+    assert isinstance(handler, TickHandler)
+    for _ in range(2):  # the timer, with no input: the old one expires, once
+        with db.connect(migrated) as conn, conn.transaction():
+            handler.tick(datetime.now(UTC), frozenset({("t", 0)}), conn.cursor())
+    assert rows(migrated, "SELECT waiting_for FROM da_parked") == [("later",)]
     producer = make_producer(migrated)
     with db.connect(migrated) as conn:
         assert OutboxRelay("competency-stats", producer, timeout_s=10).relay(conn) == 1

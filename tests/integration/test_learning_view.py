@@ -12,9 +12,10 @@ def test_time_counts_the_top_level_only_and_scores_are_averaged(settings: Settin
     db.migrate(settings, registry.all_migrations())
     with db.connect(settings) as conn:
         conn.execute(
-            "INSERT INTO content_catalog (content_id, content_type, changed_at, event_id) VALUES "
-            "('c1', 'collection', now(), 'e1'), ('a1', 'assessment', now(), 'e2'), "
-            "('r1', 'resource', now(), 'e3')"
+            "INSERT INTO content_catalog (content_id, content_type, content_family, changed_at, "
+            "event_id) VALUES ('c1', 'collection', 'collection', now(), 'e1'), "
+            "('a1', 'assessment-external', 'assessment', now(), 'e2'), "
+            "('r1', 'resource', 'resource', now(), 'e3')"
         )
         conn.execute(
             "INSERT INTO usage_metrics (user_id, content_id, class_id, course_id, unit_id, "

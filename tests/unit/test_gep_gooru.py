@@ -90,9 +90,9 @@ def test_time_spent_counts_on_stop_only_and_views_follow_the_collection_kind() -
     start["context"]["collectionType"] = "collection"
     [s] = run(start)
     assert s.usage is not None and s.usage.metrics.time_spent_ms is None
-    assert impacts(s) == {"collection.view"}  # a collection counts a view on start
+    assert impacts(s) == {"collection.start", "collection.view"}  # a view on start
     asmt_start = logapi(eventName="collection.play", context={"type": "start"})
-    assert impacts(run(asmt_start)[0]) == set()
+    assert impacts(run(asmt_start)[0]) == {"collection.start"}  # its view counts on stop
     stop = logapi(eventName="collection.play", metrics={"score": 80})
     [a] = run(stop)
     assert a.usage is not None and a.usage.content_type == "assessment"
@@ -189,7 +189,11 @@ def logwriter(**changes: Any) -> dict[str, Any]:
         ({}, {"question.timespent", "question.score"}),
         ({"resourceType": "resource", "result": {"timeSpent": 5}}, {"resource.timespent"}),
         ({"result": {"timeSpent": 5, "reaction": 3}}, {"question.timespent", "question.reaction"}),
-        ({"eventName": "collection.start"}, {"collection.start"}),
+        ({"eventName": "collection.start"}, {"collection.start", "collection.view"}),
+        (
+            {"eventName": "collection.start", "collectionType": "offline-activity"},
+            {"collection.start"},
+        ),
         (
             {
                 "eventName": "collection.performance",
@@ -256,7 +260,8 @@ def test_content_created_carries_its_metadata() -> None:
     [e] = run(system())
     assert (e.entity_type, e.entity_id, e.event_type) == ("content", "asmt-9", "content.created")
     assert e.system is not None
-    assert (e.system.content_type, e.system.competencies) == ("assessment", ("K1", "K2"))
+    # the kind as sent: an external assessment is not folded into "assessment"
+    assert (e.system.content_type, e.system.competencies) == ("assessment-external", ("K1", "K2"))
     assert impacts(e) == {"content.created"}
 
 
@@ -310,7 +315,10 @@ def test_partner_activity_becomes_global_usage() -> None:
 
 
 def test_a_partner_rating_becomes_a_reaction() -> None:
-    play, rating = run(edmobile(kind="quiz", itemRef="asmt-9", quizRef=None, percent=70, rating=5))
+    start, play, rating = run(
+        edmobile(kind="quiz", itemRef="asmt-9", quizRef=None, percent=70, rating=5)
+    )
+    assert start.event_id == "em-1:start" and impacts(start) == {"collection.start"}
     assert impacts(play) == {"assessment.timespent", "assessment.score", "assessment.view"}
     assert rating.event_id == "em-1:rating" and impacts(rating) == {"assessment.reaction"}
 

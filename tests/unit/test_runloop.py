@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -20,6 +21,7 @@ class Recorder:
         self.committed: list[bytes | None] = []
         self.closed = False
         self.idle_positions: list[TopicPartition] = []
+        self.ticks: list[tuple[datetime, frozenset[tuple[str, int]], int]] = []
 
     def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
         self.idle_positions += positions
@@ -34,6 +36,9 @@ class Recorder:
         if self.fail:
             raise self.fail.pop(0)
         self.committed += [m.value() for m in batch]
+
+    def tick(self, now: datetime, owned: frozenset[tuple[str, int]]) -> None:
+        self.ticks.append((now, owned, len(self.committed)))
 
     def close(self) -> None:
         self.closed = True
@@ -112,6 +117,22 @@ def test_stop_flag_ends_the_loop_between_batches() -> None:
         on_batch=lambda stats: stop.set(),
     )
     assert len(proc.committed) == 10
+
+
+def test_the_processor_ticks_on_every_turn_also_when_nothing_arrives() -> None:
+    consumer, proc = _consumer(0), Recorder()
+    consumer.log[("in", 1)] = []
+    before = datetime.now(UTC)
+    run(consumer, proc, ["in"], batch_size=10, poll_timeout_s=0.01, stop=Stopper(), idle_stop_s=0.2)
+    assert proc.committed == [] and len(proc.ticks) > 1  # no message ever came
+    assert {owned for _, owned, _ in proc.ticks} == {frozenset({("in", 0), ("in", 1)})}
+    assert all(before <= now <= datetime.now(UTC) for now, _, _ in proc.ticks)
+
+
+def test_ticks_go_on_between_batches_while_messages_flow() -> None:
+    consumer, proc = _consumer(30), Recorder()
+    run(consumer, proc, ["in"], batch_size=10, poll_timeout_s=0.01, stop=Stopper(), max_messages=30)
+    assert [seen for _, _, seen in proc.ticks] == [0, 10, 20]  # one per turn, before its batch
 
 
 def test_classification() -> None:
