@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +181,11 @@ _SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{extra_listener}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{extra_listener}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{extra_protocol}
 log.dirs={data}
 auto.create.topics.enable=false
 num.partitions=1
@@ -196,10 +198,31 @@ transaction.state.log.num.partitions=10
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
-"""
+{extra_properties}"""
 # The broker is started through a shell that exits at once: it is re-parented to init, keeps
 # running after the CLI exits, and the caller is left with no child process to reap.
 _DETACH = 'log=$1 pidf=$2; shift 2; "$@" </dev/null >>"$log" 2>&1 & echo $! >"$pidf"'
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listener beside PLAINTEXT, e.g. SASL_SSL to test a secured cluster (``tests/tls.py``
+    builds one): its protocol (also its name), port, and the broker properties it needs."""
+
+    protocol: str
+    port: int
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self) -> dict[str, str]:
+        lines = "".join(f"{k}={v}\n" for k, v in self.properties.items())
+        return {
+            "extra_listener": f",{self.protocol}://127.0.0.1:{self.port}",
+            "extra_protocol": f",{self.protocol}:{self.protocol}",
+            "extra_properties": lines,
+        }
+
+
+_NO_LISTENER = {"extra_listener": "", "extra_protocol": "", "extra_properties": ""}
 
 
 def _log_tail(logs: Path) -> str:
@@ -258,8 +281,9 @@ def _format_storage(java: list[str], data: Path, config: Path) -> None:
         raise ServiceUnavailable(f"formatting Kafka storage in {data} failed: {output}")
 
 
-def start(state: Path, timeout_s: float = 90.0) -> str:
-    """Start the broker unless it runs already; returns its bootstrap address."""
+def start(state: Path, timeout_s: float = 90.0, extra: Listener | None = None) -> str:
+    """Start the broker unless it runs already; returns its (plaintext) bootstrap address.
+    ``extra``: one more listener (tests of a secured cluster)."""
     running = status(state)
     if running is not None:
         return running
@@ -279,7 +303,12 @@ def start(state: Path, timeout_s: float = 90.0) -> str:
     port, controller_port = _pick_ports(root)
     config = root / "server.properties"
     config.write_text(
-        _SERVER_PROPERTIES.format(port=port, controller_port=controller_port, data=data)
+        _SERVER_PROPERTIES.format(
+            port=port,
+            controller_port=controller_port,
+            data=data,
+            **(extra.render() if extra else _NO_LISTENER),
+        )
     )
     if not (data / "meta.properties").is_file():
         _format_storage(java, data, config)

@@ -21,14 +21,28 @@ app = typer.Typer(
 )
 
 
+class _Redacting(logging.Formatter):
+    """Masks every secret (Kafka passwords, the database password) in whatever a line holds,
+    tracebacks included."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.settings = settings
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.settings.redact(super().format(record))
+
+
+_loaded: list[Settings] = []  # what main() masks in its one-line error
+
+
 def load_settings() -> Settings:
     """Settings for a command; logging is configured here so every stage logs alike."""
     settings = Settings.load()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _loaded[:] = [settings]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Redacting(settings))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     return settings
 
 
@@ -83,8 +97,10 @@ def main() -> None:
         if line is None:
             raise
         logging.getLogger("da").debug("the traceback behind the message below", exc_info=True)
+        for settings in _loaded:
+            line = settings.redact(line)
         typer.echo(f"da: {line}", err=True)
-        sys.exit(2)
+        sys.exit(2 if isinstance(exc, SettingsError) else 3)
 
 
 if __name__ == "__main__":

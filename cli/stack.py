@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 
 from cli import launcher_kafka, launcher_pg
-from common.settings import stack_file, state_dir
+from common.settings import Settings, SettingsError, stack_file, state_dir
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,12 @@ def status() -> None:
     current = stack_status(state_dir())
     for name, address in (("kafka", current.kafka), ("postgres", current.postgres)):
         typer.echo(f"{name}: up at {address}" if address else f"{name}: down")
+    try:
+        properties = Settings.load().shown_kafka_properties()
+    except SettingsError:
+        properties = []  # nothing configured yet: the lines above say what to do
+    if properties:
+        typer.echo(f"kafka client properties (DA_KAFKA_*): {', '.join(properties)}")
     if not current.all_up:
         typer.echo("start it with `da stack up`", err=True)
         raise typer.Exit(1)

@@ -7,14 +7,16 @@ Consumers read committed data only, because GEP and demux write inside transacti
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from common.settings import Settings
+from common.settings import Settings, SettingsError, kafka_variable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,23 @@ def _base(settings: Settings) -> dict[str, Any]:
         # librdkafka's own lines go through logging (one format, one level) instead of raw stderr.
         "logger": _LIBRDKAFKA,
         "socket.connection.setup.timeout.ms": 10_000,
+        # DA_KAFKA_<PROPERTY>: security (SASL, SSL) and tuning for a cluster that needs it.
+        **settings.kafka_config(),
     }
+
+
+_Client = TypeVar("_Client")
+
+
+def _build(make: Callable[[dict[str, Any]], _Client], config: dict[str, Any]) -> _Client:
+    """Build a client; a property librdkafka refuses is a settings error naming its variable."""
+    try:
+        return make(config)
+    except KafkaException as exc:
+        text = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+        named = re.search(r'"([a-z0-9._]+)"', text)
+        variable = kafka_variable(named.group(1)) if named else "a DA_KAFKA_* variable"
+        raise SettingsError(f"{variable}: {text}") from None
 
 
 def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
@@ -58,7 +76,7 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None) 
 
 
 def make_producer(settings: Settings, *, transactional_id: str | None = None) -> Producer:
-    return Producer(producer_config(settings, transactional_id=transactional_id))
+    return _build(Producer, producer_config(settings, transactional_id=transactional_id))
 
 
 def make_collector_producer(settings: Settings) -> Producer:
@@ -68,7 +86,7 @@ def make_collector_producer(settings: Settings) -> Producer:
     config = producer_config(settings)
     config["linger.ms"] = 2  # a post waits for its acks: latency matters more than batching
     config["message.timeout.ms"] = int(settings.collector_ack_timeout_s * 1000)
-    return Producer(config)
+    return _build(Producer, config)
 
 
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
@@ -86,7 +104,7 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
         "session.timeout.ms": 15_000,
         **overrides,
     }
-    return Consumer(config)
+    return _build(Consumer, config)
 
 
 def make_admin(settings: Settings, *, quiet: bool = False) -> AdminClient:
@@ -95,18 +113,49 @@ def make_admin(settings: Settings, *, quiet: bool = False) -> AdminClient:
         # A reachability check reports its own one-line verdict; librdkafka's connect-failure
         # lines on stderr would only bury it.
         config["log_level"] = 0
-    return AdminClient(config)
+    return _build(AdminClient, config)
+
+
+# Errors that waiting will not mend: the cluster refuses who we are, or whom we talk to.
+_REFUSALS = {KafkaError._AUTHENTICATION: "refused the credentials", KafkaError._SSL: "failed TLS"}
+_ADVICE = {
+    KafkaError._AUTHENTICATION: "check DA_KAFKA_SASL_MECHANISMS, DA_KAFKA_SASL_USERNAME and "
+    "DA_KAFKA_SASL_PASSWORD",
+    KafkaError._SSL: "check DA_KAFKA_SECURITY_PROTOCOL and DA_KAFKA_SSL_CA_LOCATION",
+}
+
+
+def _refusal(err: KafkaError) -> str:
+    # "sasl_ssl://host:port/bootstrap: SASL authentication error: ... (after 333ms in state X)"
+    text = err.str().split("/bootstrap: ", 1)[-1]
+    return re.sub(r" \(after \d+ms in state \w+\)$", "", text)
 
 
 def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
-    """Fail fast, in one line, when the broker cannot be reached."""
-    try:
-        make_admin(settings, quiet=True).list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise ServiceUnavailable(
-            f"Kafka at {settings.kafka_bootstrap_servers} is unreachable ({exc.args[0].str()}); "
-            "start it with `da stack up` or set DA_KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
+    """Fail fast, in one line, when the broker cannot be reached or refuses our credentials."""
+    refused: list[KafkaError] = []
+    config = {**_base(settings), "log_level": 0}
+    config["error_cb"] = lambda err: refused.append(err) if err.code() in _REFUSALS else None
+    admin = _build(AdminClient, config)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb: an authentication failure is told apart there
+            if refused:
+                err = refused[0]
+                raise ServiceUnavailable(
+                    f"Kafka at {settings.kafka_bootstrap_servers} {_REFUSALS[err.code()]} "
+                    f"({_refusal(err)}); {_ADVICE[err.code()]}"
+                ) from None
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailable(
+                    f"Kafka at {settings.kafka_bootstrap_servers} is unreachable "
+                    f"({exc.args[0].str()}); start it with `da stack up` or set "
+                    "DA_KAFKA_BOOTSTRAP_SERVERS"
+                ) from None
 
 
 def ensure_topics(

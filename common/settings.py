@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class SettingsError(Exception):
@@ -20,6 +21,43 @@ class SettingsError(Exception):
 
 _NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+# DA_KAFKA_<PROPERTY> passes any librdkafka property to every client; these two are not
+# properties: the bootstrap list is a setting of its own, the home is where the launcher's jars go.
+_KAFKA_PREFIX = "DA_KAFKA_"
+_KAFKA_NOT_PROPERTIES = frozenset({"DA_KAFKA_BOOTSTRAP_SERVERS", "DA_KAFKA_HOME"})
+# Properties the pipeline sets itself because its guarantees rest on them (offsets move in one
+# place, transactions, read-committed): letting the environment change them would break those.
+_KAFKA_OWNED = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "transactional.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "isolation.level",
+        "enable.idempotence",
+        "acks",
+    }
+)
+# A property whose name contains one of these holds a secret: never shown, never logged.
+_SECRET_MARKERS = ("password", "secret", "key.pem", "oauthbearer.config", "private.key")
+MASK = "***"
+
+
+def kafka_property(variable: str) -> str:
+    """The librdkafka property a ``DA_KAFKA_*`` variable sets: DA_KAFKA_SASL_USERNAME ->
+    sasl.username."""
+    return variable[len(_KAFKA_PREFIX) :].lower().replace("_", ".")
+
+
+def kafka_variable(prop: str) -> str:
+    return _KAFKA_PREFIX + prop.upper().replace(".", "_")
+
+
+def is_secret(prop: str) -> bool:
+    return any(marker in prop for marker in _SECRET_MARKERS)
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -100,6 +138,9 @@ class Settings:
     collector_event_types: str = ""
     # How often the collector re-reads the applications table (revocations take this long).
     collector_apps_refresh_s: float = 5.0
+    # librdkafka properties from DA_KAFKA_<PROPERTY> (security.protocol, sasl.*, ssl.*, ...),
+    # applied to every Kafka client; kept out of repr because some are secrets.
+    kafka_properties: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -118,7 +159,11 @@ class Settings:
                 f"{' and '.join(missing)} not set and no local stack found at "
                 f"{stack_file(env)}: run `da stack up`, or set them to point at your services"
             )
-        kwargs: dict[str, object] = {"kafka_bootstrap_servers": kafka, "database_url": db}
+        kwargs: dict[str, object] = {
+            "kafka_bootstrap_servers": kafka,
+            "database_url": db,
+            "kafka_properties": _kafka_properties(merged),
+        }
         for f in fields(cls):
             name = "DA_" + f.name.upper()
             if f.name in kwargs or name not in merged:
@@ -178,7 +223,45 @@ class Settings:
         if self.collector_max_skew_s < 0:
             raise SettingsError("DA_COLLECTOR_MAX_SKEW_S must not be negative")
 
+    def kafka_config(self) -> dict[str, str]:
+        """The librdkafka properties from the environment, as a client config."""
+        return dict(self.kafka_properties)
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line or on screen: secret Kafka properties
+        and the database password."""
+        found = [value for prop, value in self.kafka_properties if is_secret(prop) and value]
+        try:
+            password = urlsplit(self.database_url).password
+        except ValueError:
+            password = None
+        return [*found, password] if password else found
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self.secrets(), key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    def shown_kafka_properties(self) -> list[str]:
+        """``property=value`` for each DA_KAFKA_* property, secrets masked."""
+        return [f"{p}={MASK if is_secret(p) else v}" for p, v in self.kafka_properties]
+
     def group_id(self, stage: str) -> str:
         """Consumer group of a stage; every instance of the stage joins it."""
         base = f"da.{stage}"
         return f"{self.namespace}.{base}" if self.namespace else base
+
+
+def _kafka_properties(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    found = []
+    for name in sorted(merged):
+        if not name.startswith(_KAFKA_PREFIX) or name in _KAFKA_NOT_PROPERTIES:
+            continue
+        prop = kafka_property(name)
+        if not prop or prop in _KAFKA_OWNED:
+            raise SettingsError(
+                f"{name}: the pipeline sets {prop or 'this'} itself (its guarantees rest on it); "
+                "unset the variable"
+            )
+        found.append((prop, merged[name]))
+    return tuple(found)
