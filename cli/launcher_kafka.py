@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import settings
 from common.kafka import ServiceUnavailable
 
 KAFKA_VERSION = "4.1.1"
@@ -35,11 +36,7 @@ _MAIN_CLASS = "kafka.Kafka"
 
 
 def kafka_home() -> Path:
-    # The CLI is the one place that reads the environment; this is a CLI module.
-    override = os.environ.get("DA_KAFKA_HOME")
-    if override:
-        return Path(override).expanduser().resolve()
-    return Path.home() / ".cache" / "da-pipeline" / f"kafka-{KAFKA_VERSION}"
+    return settings.kafka_home(version=KAFKA_VERSION)
 
 
 def _require(tool: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import Settings, SettingsError, stack_file
+from common.settings import Settings, SettingsError, stack_file, state_dir
 
 KAFKA, DB = "127.0.0.1:9092", "postgresql://postgres@127.0.0.1:5432/da"
 
@@ -141,3 +141,20 @@ def test_secrets_are_masked_and_never_in_repr() -> None:
     assert settings.shown_kafka_properties() == ["sasl.password=***", "sasl.username=alice"]
     line = settings.redact("login hunter22 to postgresql://app:pg-pass@db:5432/da")
     assert line == "login *** to postgresql://app:***@db:5432/da"
+
+
+def test_a_bad_log_level_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^DA_LOG_LEVEL='verbose': use one of DEBUG, INFO"):
+        Settings.load(_env(DA_LOG_LEVEL="verbose"))
+
+
+def test_the_state_dir_is_found_from_any_subfolder(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    deep = checkout / "dep" / "migrations"
+    deep.mkdir(parents=True)
+    # No stack yet: the top of the checkout, not the subfolder, is where it will be.
+    assert state_dir({}, cwd=deep) == checkout / ".da"
+    (checkout / ".da").mkdir()
+    assert state_dir({}, cwd=deep) == checkout / ".da"
+    assert state_dir({"DA_STATE_DIR": str(tmp_path / "s")}, cwd=deep) == tmp_path / "s"
