@@ -15,7 +15,9 @@ from common.topics import Topics
 from dep import registry
 from dep.collector_errors import COLLECTOR
 
-collector_app = typer.Typer(help="The HTTP collector (seed 003).", no_args_is_help=True)
+collector_app = typer.Typer(
+    help="The HTTP collector: web and mobile apps post events.", no_args_is_help=True
+)
 apps_app = typer.Typer(help="Applications trusted to post events.", no_args_is_help=True)
 
 

@@ -13,7 +13,7 @@ from common.settings import Settings
 
 
 def parked() -> None:
-    """Events parked by DEPs until what they need arrives (e.g. content metadata)."""
+    """Events parked by DEPs until what they need (content metadata, say) arrives."""
     from cli.main import load_settings
 
     settings = load_settings()

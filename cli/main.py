@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import sys
+from typing import Any
 
 import psycopg
 import typer
 from confluent_kafka import KafkaException
 
+from cli import help
 from common.kafka import ServiceUnavailable
 from common.settings import Settings, SettingsError
 
 app = typer.Typer(
     name="da",
-    help="da-pipeline: raw events -> GEP -> demux -> discrete events -> DEPs -> PostgreSQL state.",
+    help=help.root_help(),
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Plain click help: paragraphs rewrapped, no boxes; cli/help.py sets plain metavars.
+    rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"da {importlib.metadata.version('da-pipeline')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    pass
 
 
 class _Redacting(logging.Formatter):
@@ -64,6 +84,13 @@ def _register() -> None:
 _register()
 
 
+def command() -> Any:
+    """The click command ``da`` runs: typer's, with examples and plain metavars."""
+    built = typer.main.get_command(app)
+    help.polish(built)
+    return built
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -91,7 +118,7 @@ def main() -> None:
     """Run the CLI; a known fault ends with one actionable line on stderr, never a traceback
     (``DA_LOG_LEVEL=DEBUG`` logs it too, for whoever investigates)."""
     try:
-        app()
+        command()(prog_name="da")
     except Exception as exc:
         line = _one_line(exc)
         if line is None:

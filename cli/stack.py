@@ -129,7 +129,7 @@ def down(
 
 
 def status() -> None:
-    """Show whether each service runs; exit code 1 when any is down."""
+    """Show whether each service runs; exit code 3 when any is down."""
     current = stack_status(state_dir())
     for name, address in (("kafka", current.kafka), ("postgres", current.postgres)):
         typer.echo(f"{name}: up at {address}" if address else f"{name}: down")
@@ -140,8 +140,8 @@ def status() -> None:
     if properties:
         typer.echo(f"kafka client properties (DA_KAFKA_*): {', '.join(properties)}")
     if not current.all_up:
-        typer.echo("start it with `da stack up`", err=True)
-        raise typer.Exit(1)
+        typer.echo(f"start it with `da stack up` (state dir {state_dir()})", err=True)
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:

@@ -95,4 +95,6 @@ echo
 echo "Tables: current_fulfillments, fulfillments_history, events, usage_metrics, content_catalog,"
 echo "competency_stats, ous_status, ous_state_history, ous_rejections in schema '${DA_DATABASE_SCHEMA:-da}' of:"
 grep DA_DATABASE_URL "$STACK_ENV"
-echo "Stop the stack with: $DA stack down"
+echo
+echo "Next: put da on your PATH with 'source .venv/bin/activate', then e.g. 'da fulfillments',"
+echo "'da learning', 'da dlq list', 'da --help'; stop the stack with 'da stack down'."

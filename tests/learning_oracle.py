@@ -1,5 +1,5 @@
 """An independent computation of the learning pipeline's outputs from the raw messages sent,
-written from the rules in ``../shared/formats/gooru.md``, ``docs/formats.md`` and issue 3, not
+written from the rules in ``docs/formats.md`` and issue 3, not
 from ``gep``/``demux``/``dep``: what every DE topic and every learning table must hold.
 
 Input: the JSON values of the valid raw messages, each with its ``da-format``, duplicates

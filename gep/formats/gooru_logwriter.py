@@ -1,7 +1,7 @@
-"""Gooru log-writer events (../shared/formats/gooru.md section 2): one JSON object per event,
+"""Gooru log-writer events (docs/formats.md): one JSON object per event,
 with the play's outcome in ``result``.
 
-Routing, as the platform's event processor did it, within seed 001's option 2:
+Routing, as the platform's event processor did it, emitting the lowest dimension only:
 ``collection.start`` -> collection start; an assessment's (also external, offline activity)
 ``collection.performance`` -> its time spent, score and view, and ``collection.score.update``
 -> its score; ``resource.performance`` -> the resource's or question's time spent (a

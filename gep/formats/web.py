@@ -1,4 +1,4 @@
-"""Web and mobile events (seed 003, "The Eye"), as the HTTP collector puts them on the ingest topic.
+"""Web and mobile events as the HTTP collector puts them on the ingest topic.
 
 An application posts ``{"session_id", "category", "name", "data": {...}, "timestamp"}``; the
 collector checks it (``check``, the same code GEP runs here) and produces one record per event:
@@ -6,7 +6,7 @@ collector checks it (``check``, the same code GEP runs here) and produces one re
 untouched>}``, keyed by session id. The event id is a hash of the app and those bytes, so a
 client that resends a batch after a 503 creates no duplicate downstream.
 
-The ``timestamp`` is ISO 8601; without an offset it is taken as UTC (the seed's examples have
+The ``timestamp`` is ISO 8601; without an offset it is taken as UTC (the documented examples have
 none).
 """
 
