@@ -124,6 +124,13 @@ def _settings() -> Settings:
     return settings
 
 
+def _known(stage: str) -> None:
+    if stage not in stages():
+        raise typer.BadParameter(
+            f"no stage {stage!r}; one of: {', '.join(stages())}", param_hint="STAGE"
+        )
+
+
 def _time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
@@ -166,6 +173,7 @@ def show(
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
 ) -> None:
     """The dead letters of a stage, with where they came from and why."""
+    _known(stage)
     settings = _settings()
     t0, t1 = _time(since, "--since"), _time(until, "--until")
     shown = 0
@@ -196,6 +204,7 @@ def replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, send nothing.")] = False,
 ) -> None:
     """Send matching dead letters back to the topic they failed on, after a fix."""
+    _known(stage)
     settings = _settings()
     t0, t1 = _time(since, "--since"), _time(until, "--until")
     producer = None if dry_run else make_producer(settings)

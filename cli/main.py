@@ -7,13 +7,10 @@ import logging
 import sys
 from typing import Any
 
-import psycopg
 import typer
-from confluent_kafka import KafkaException
 
-from cli import help
-from common.kafka import ServiceUnavailable
-from common.settings import Settings, SettingsError
+from cli import errors, help
+from common.settings import Settings
 
 app = typer.Typer(
     name="da",
@@ -91,43 +88,34 @@ def command() -> Any:
     return built
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _one_line(exc: BaseException) -> str | None:
-    """The operator's one line for a known fault; None for a bug (which keeps its traceback)."""
-    if isinstance(exc, SettingsError | ServiceUnavailable):
-        return str(exc)
-    if isinstance(exc, psycopg.OperationalError):
-        return (
-            f"PostgreSQL unreachable ({_first_line(exc)}); start it with `da stack up` "
-            "or set DA_DATABASE_URL"
-        )
-    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
-        return f"{_first_line(exc)}; create the tables with `da db migrate`"
-    if isinstance(exc, psycopg.Error):
-        return f"PostgreSQL error: {_first_line(exc)}"
-    if isinstance(exc, KafkaException):
-        return f"Kafka error: {exc.args[0].str()}"
-    return None
+def _usage_error(exc: Exception) -> bool:
+    """Print click's usage error as one line (with where to find help); False for other errors."""
+    if not hasattr(exc, "format_message") or getattr(exc, "exit_code", None) != errors.USAGE:
+        return False
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        typer.echo(ctx.get_help(), err=True)  # `da` or `da dlq` alone: the help, as asked
+        return True
+    where = ctx.command_path if ctx is not None else "da"
+    typer.echo(f"{where}: {exc.format_message()} (see `{where} -h`)", err=True)
+    return True
 
 
 def main() -> None:
     """Run the CLI; a known fault ends with one actionable line on stderr, never a traceback
     (``DA_LOG_LEVEL=DEBUG`` logs it too, for whoever investigates)."""
     try:
-        command()(prog_name="da")
+        code = command().main(prog_name="da", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except Exception as exc:
-        line = _one_line(exc)
-        if line is None:
-            raise
+        if _usage_error(exc):
+            sys.exit(errors.USAGE)
+        code, line = errors.classify(exc)
         logging.getLogger("da").debug("the traceback behind the message below", exc_info=True)
         for settings in _loaded:
             line = settings.redact(line)
         typer.echo(f"da: {line}", err=True)
-        sys.exit(2 if isinstance(exc, SettingsError) else 3)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

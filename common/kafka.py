@@ -131,8 +131,10 @@ def _refusal(err: KafkaError) -> str:
     return re.sub(r" \(after \d+ms in state \w+\)$", "", text)
 
 
-def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
-    """Fail fast, in one line, when the broker cannot be reached or refuses our credentials."""
+def check_kafka(settings: Settings, timeout_s: float | None = None) -> None:
+    """Fail fast, in one line, when the broker cannot be reached or refuses our credentials
+    (within DA_IO_TIMEOUT_S, 10 s at most)."""
+    timeout_s = min(settings.io_timeout_s, 10.0) if timeout_s is None else timeout_s
     refused: list[KafkaError] = []
     config = {**_base(settings), "log_level": 0}
     config["error_cb"] = lambda err: refused.append(err) if err.code() in _REFUSALS else None

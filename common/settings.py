@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and says what to do."""
@@ -256,6 +259,13 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        try:
+            conninfo_to_dict(self.database_url)
+        except psycopg.ProgrammingError as exc:
+            raise SettingsError(
+                f"DA_DATABASE_URL is malformed ({str(exc).strip()}); "
+                "use postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE"
+            ) from None
         if self.log_level.upper() not in _LOG_LEVELS:
             raise SettingsError(
                 f"DA_LOG_LEVEL={self.log_level!r}: use one of {', '.join(_LOG_LEVELS)}"
