@@ -6,6 +6,7 @@ import signal
 
 import typer
 
+from cli.output import Column, Format, OutputOption, Report, Table, render
 from collector import apps
 from collector.eventtypes import EventTypeError
 from common import db
@@ -97,17 +98,35 @@ def apps_add(
     )
 
 
+_APP_COLUMNS = [
+    Column("name", "application"),
+    Column("scopes", "scopes"),
+    Column("rate_limit", "rate (events/s)"),
+    Column("state", "state"),
+    Column("created_at", "created (UTC)"),
+    Column("revoked_at", "revoked (UTC)"),
+]
+
+
 @apps_app.command("list")
-def apps_list() -> None:
-    """Every application, active or revoked (never a key)."""
+def apps_list(output: OutputOption = Format.TABLE) -> None:
+    """Every application, active or revoked (never a key); rate - is DA_COLLECTOR_RATE_LIMIT."""
     settings = _settings()
     _migrate(settings)
     with db.connect(settings, autocommit=True) as conn:
         found = apps.list_apps(conn)
-    for a in found:
-        rate = f"{a.rate_limit:g}/s" if a.rate_limit else "default rate"
-        state = f"revoked {a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "active"
-        typer.echo(f"{a.name}\t{','.join(a.scopes)}\t{rate}\t{state}")
+    rows = [
+        {
+            "name": a.name,
+            "scopes": list(a.scopes),
+            "rate_limit": a.rate_limit or None,
+            "state": "revoked" if a.revoked_at else "active",
+            "created_at": a.created_at,
+            "revoked_at": a.revoked_at,
+        }
+        for a in found
+    ]
+    typer.echo(render(Report([Table("apps", _APP_COLUMNS, rows)]), output))
 
 
 @apps_app.command("revoke")

@@ -39,7 +39,7 @@ def root_help() -> str:
 
 EXAMPLES = {
     "emit": "da emit data/sample/fulfillments.csv --rate 500",
-    "fulfillments": "da fulfillments --watch 30",
+    "fulfillments": "da fulfillments -o json",
     "replay": "da replay fulfillment-state --since 2026-11-01T00:00:00Z",
     "parked": "da parked",
     "learning": "da learning --limit 10",
@@ -56,11 +56,11 @@ EXAMPLES = {
     "dep run": "da dep run fulfillment-state",
     "dep list": "da dep list",
     "dlq list": "da dlq list",
-    "dlq show": "da dlq show gep --reason bad_timestamp --limit 5",
+    "dlq show": "da dlq show gep --reason bad_timestamp -o json",
     "dlq replay": "da dlq replay gep --reason bad_timestamp --dry-run",
     "collector run": "DA_COLLECTOR_PORT=9000 da collector run",
     "apps add": "da apps add shop-web --rate 500 --read",
-    "apps list": "da apps list",
+    "apps list": "da apps list -o csv",
     "apps revoke": "da apps revoke shop-web",
 }
 

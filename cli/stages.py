@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.output import Column, Format, OutputOption, Report, Table, render
 from collector.apps import MIGRATIONS as COLLECTOR_MIGRATIONS
 from common import db
 from common.codec import Codec
@@ -69,10 +70,10 @@ def topics_ensure(
 
 
 @topics_app.command("list")
-def topics_list() -> None:
+def topics_list(output: OutputOption = Format.TABLE) -> None:
     """Print the name of every topic the pipeline uses."""
-    for name in all_topics(_settings()):
-        typer.echo(name)
+    rows = [{"topic": name} for name in all_topics(_settings())]
+    typer.echo(render(Report([Table("topics", [Column("topic", "topic")], rows)]), output))
 
 
 @db_app.command("migrate")
@@ -128,25 +129,40 @@ def dep_run(name: str = typer.Argument(..., help="The DEP to run (see `da dep li
     )
 
 
+_DEP_COLUMNS = [
+    Column("name", "DEP"),
+    Column("group", "consumer group"),
+    Column("tables", "tables"),
+    Column("dead_letter_topic", "dead-letter topic"),
+    Column("description", "description", in_table=False),
+    Column("input_topics", "input topics", in_table=False),
+    Column("emits", "emits (through the outbox)", in_table=False),
+    Column("selectors", "selectors (others skipped undecoded)", in_table=False),
+]
+
+
 @dep_app.command("list")
-def dep_list() -> None:
+def dep_list(output: OutputOption = Format.TABLE) -> None:
     """Every registered DEP with its topics, consumer group and tables."""
     try:
         settings = _settings()
     except SettingsError:  # listing needs no services; show names without a namespace
         settings = Settings(kafka_bootstrap_servers="-", database_url="-")
     topics = Topics(settings.namespace)
-    for spec in registry.DEPS.values():
-        typer.echo(f"{spec.name}: {spec.description}")
-        typer.echo(f"  topics: {', '.join(spec.topics(topics))}")
-        typer.echo(f"  group:  {settings.group_id(dep_stage(spec.name))}")
-        typer.echo(f"  tables: {', '.join(spec.tables)}")
-        if spec.emits:
-            emits = [topics.sink_bucket(src, b) for src, b in spec.emits]
-            typer.echo(f"  emits:  {', '.join(emits)} (through the outbox)")
-        if spec.selectors:
-            typer.echo(f"  selectors: {', '.join(spec.selectors)} (others skipped undecoded)")
-        typer.echo(f"  dead letters: {topics.dead_letter(dep_stage(spec.name))}")
+    rows = [
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "input_topics": list(spec.topics(topics)),
+            "group": settings.group_id(dep_stage(spec.name)),
+            "tables": list(spec.tables),
+            "emits": [topics.sink_bucket(src, b) for src, b in spec.emits],
+            "selectors": list(spec.selectors),
+            "dead_letter_topic": topics.dead_letter(dep_stage(spec.name)),
+        }
+        for spec in registry.DEPS.values()
+    ]
+    typer.echo(render(Report([Table("deps", _DEP_COLUMNS, rows)]), output))
 
 
 def register(app: typer.Typer) -> None:
