@@ -25,13 +25,76 @@ class ServiceUnavailable(Exception):
     """Kafka or PostgreSQL cannot be reached; the message says which and what to do."""
 
 
+_BROKER = re.compile(r"(?:\w+://)?([\w.\-\[\]:]+:\d+)/\w*: ")
+_CONNECTION = {"_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "FAIL", "ERROR"}
+
+
+class Quiet:
+    """One line per broker and kind of trouble per interval; the next line says how many were
+    held back. While a broker is away every client of a process reports each failed connect
+    (tens of lines a second); the first says all there is to say."""
+
+    def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def key(self, kind: str, text: str) -> tuple[str, str]:
+        found = _BROKER.search(text)
+        broker = found.group(1) if found else "cluster"
+        return broker, "connection" if kind in _CONNECTION else kind
+
+    def admit(self, key: tuple[str, str]) -> str | None:
+        """None: hold the line back; else the suffix to add to it ("" or the count held)."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held and last is not None:
+            return f" ({held} more like it in the last {now - last:.0f}s)"
+        return ""
+
+
+_QUIET = Quiet()
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"\[rdkafka#[^\]]+\] \[thrd:[^\]]+\]: ", "", text)
+    return re.sub(
+        r" \(after \d+ms in state \w+(, \d+ identical error\(s\) suppressed)?\)", "", text
+    )
+
+
 def _log_client_error(err: KafkaError) -> None:
     # librdkafka reports and retries connection trouble itself; the run loop notices the effect
     # (no delivery, no commit) and backs off. This only keeps the operator informed.
-    log.warning("kafka: %s", err)
+    text = err.str()
+    suffix = _QUIET.admit(_QUIET.key(err.name(), text))
+    if suffix is not None:
+        log.warning("kafka: %s%s", _tidy(text), suffix)
+
+
+class _QuietFilter(logging.Filter):
+    """librdkafka's own lines (FAIL, ERROR, ...) go through the same throttle."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        kind = text.split(" ", 1)[0]
+        suffix = _QUIET.admit(_QUIET.key(kind, text))
+        if suffix is None:
+            return False
+        record.msg, record.args = _tidy(text) + suffix, None
+        return True
 
 
 _LIBRDKAFKA = logging.getLogger("librdkafka")
+_LIBRDKAFKA.addFilter(_QuietFilter())
 
 
 def _base(settings: Settings) -> dict[str, Any]:
