@@ -44,7 +44,7 @@ EXAMPLES = {
     "parked": "da parked",
     "learning": "da learning --limit 10",
     "stack up": "export $(da stack up)",
-    "stack down": "da stack down --purge",
+    "stack down": "da stack down --purge   # --force while stages still run",
     "stack status": "da stack status || da stack up",
     "sample fulfillments": "da sample fulfillments --count 200 -o events.csv",
     "sample learning": "da sample learning --students 25 -o class.jsonl",

@@ -252,3 +252,15 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return sorted(created)
+
+
+def connected_members(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
+    """Consumer groups with members now, and how many: who would lose the broker if it stopped."""
+    admin = make_admin(settings, quiet=True)
+    listed = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout=timeout_s)
+    ids = [g.group_id for g in listed.valid]
+    if not ids:
+        return {}
+    described = admin.describe_consumer_groups(ids, request_timeout=timeout_s)
+    members = {gid: len(f.result(timeout=timeout_s).members) for gid, f in described.items()}
+    return {gid: n for gid, n in sorted(members.items()) if n}
