@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from cli.output import Column, Format, OutputOption, Report, Table, render
+from cli.output import Column, Format, OutputOption, Report, Table, iso, render
 from collector import apps
 from collector.eventtypes import EventTypeError
 from common import db
@@ -127,6 +127,29 @@ def apps_list(output: OutputOption = Format.TABLE) -> None:
         for a in found
     ]
     typer.echo(render(Report([Table("apps", _APP_COLUMNS, rows)]), output))
+
+
+@apps_app.command("rotate")
+def apps_rotate(
+    name: str = typer.Argument(..., help="The application whose key to replace."),
+    grace: float = typer.Option(
+        3600.0, help="Seconds the old key keeps working, for clients to move to the new one."
+    ),
+) -> None:
+    """Issue a new API key (printed once); the old key is refused after the grace period."""
+    settings = _settings()
+    _migrate(settings)
+    try:
+        with db.connect(settings, autocommit=True) as conn:
+            key, until = apps.rotate(conn, name, grace)
+    except apps.AppError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(key)
+    typer.echo(
+        f"application {name!r}: new key above (not shown again); the old key works until "
+        f"{iso(until)}",
+        err=True,
+    )
 
 
 @apps_app.command("revoke")

@@ -62,6 +62,7 @@ EXAMPLES = {
     "apps add": "da apps add shop-web --rate 500 --read",
     "apps list": "da apps list -o csv",
     "apps revoke": "da apps revoke shop-web",
+    "apps rotate": "da apps rotate shop-web --grace 86400",
 }
 
 
