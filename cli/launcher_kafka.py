@@ -13,6 +13,7 @@ import base64
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -68,11 +69,11 @@ def fetch_jars(home: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         print(f"fetching Kafka {KAFKA_VERSION} jars into {libs} (once) ...", file=sys.stderr)
         goal = ["dependency:copy-dependencies", "-DincludeScope=runtime"]
-        cmd = [mvn, "-q", "-B", "-f", str(pom), *goal, f"-DoutputDirectory={staging}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-            lines = (proc.stdout + proc.stderr).strip().splitlines()
-            reason = lines[-1] if lines else f"exit code {proc.returncode}"
+        cmd = [mvn, "-B", "-f", str(pom), *goal, f"-DoutputDirectory={staging}"]
+        returncode, lines = _run_showing_downloads(cmd)
+        if returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+            errors = [line for line in lines if line.startswith("[ERROR]")] or lines
+            reason = errors[-1] if errors else f"exit code {returncode}"
             raise ServiceUnavailable(
                 f"could not fetch the Kafka jars with Maven ({reason}); "
                 "check access to Maven Central and rerun `make deps`"
@@ -81,6 +82,41 @@ def fetch_jars(home: Path | None = None) -> Path:
         staging.rename(libs)
         marker.write_text(digest + "\n")
     return libs
+
+
+_DOWNLOADED = re.compile(r"^Downloaded from \S+: \S+ \(([\d.]+) (B|kB|MB|GB) at ")
+_UNITS = {"B": 1, "kB": 1_000, "MB": 1_000_000, "GB": 1_000_000_000}
+
+
+def downloaded_bytes(line: str) -> int | None:
+    """The size of a file Maven reports downloaded ("Downloaded from central: URL (1.2 MB at
+    ...)"); None for any other line."""
+    found = _DOWNLOADED.match(line)
+    return int(float(found.group(1)) * _UNITS[found.group(2)]) if found else None
+
+
+def _run_showing_downloads(cmd: list[str]) -> tuple[int, list[str]]:
+    """Run Maven, showing how many files and megabytes it has downloaded so far (one line,
+    rewritten on a terminal; every 10 files otherwise). Returns its status and output lines."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    files, size = 0, 0
+    tty = sys.stderr.isatty()
+    assert proc.stdout is not None  # piped above
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        got = downloaded_bytes(line)
+        if got is None:
+            continue
+        files, size = files + 1, size + got
+        if tty or files % 10 == 0:
+            text = f"  downloaded {files} files, {size / 1e6:.1f} MB"
+            print(f"\r{text}" if tty else text, end="" if tty else "\n", file=sys.stderr)
+    returncode = proc.wait()
+    if files:
+        print(f"{chr(13) if tty else ''}  downloaded {files} files, {size / 1e6:.1f} MB: done",
+              file=sys.stderr)  # fmt: skip
+    return returncode, lines
 
 
 # -- process helpers ---------------------------------------------------------------------------
