@@ -16,7 +16,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from common.settings import Settings, SettingsError, kafka_variable
+from common.kafka_properties import kafka_variable
+from common.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 

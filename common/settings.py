@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from common.kafka_properties import MASK, PropertyError, from_environment, is_secret
+
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and says what to do."""
@@ -27,27 +29,6 @@ _NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-# DA_KAFKA_<PROPERTY> passes any librdkafka property to every client; these two are not
-# properties: the bootstrap list is a setting of its own, the home is where the launcher's jars go.
-_KAFKA_PREFIX = "DA_KAFKA_"
-_KAFKA_NOT_PROPERTIES = frozenset({"DA_KAFKA_BOOTSTRAP_SERVERS", "DA_KAFKA_HOME"})
-# Properties the pipeline sets itself because its guarantees rest on them (offsets move in one
-# place, transactions, read-committed): letting the environment change them would break those.
-_KAFKA_OWNED = frozenset(
-    {
-        "bootstrap.servers",
-        "group.id",
-        "transactional.id",
-        "enable.auto.commit",
-        "enable.auto.offset.store",
-        "isolation.level",
-        "enable.idempotence",
-        "acks",
-    }
-)
-# A property whose name contains one of these holds a secret: never shown, never logged.
-_SECRET_MARKERS = ("password", "secret", "key.pem", "oauthbearer.config", "private.key")
-MASK = "***"
 _T = TypeVar("_T")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Settings read outside ``Settings`` (before there can be one): (variable, default, doc).
@@ -63,20 +44,6 @@ OTHER_SETTINGS = (
         "where the local stack's Kafka jars are fetched once and shared by every checkout",
     ),
 )
-
-
-def kafka_property(variable: str) -> str:
-    """The librdkafka property a ``DA_KAFKA_*`` variable sets: DA_KAFKA_SASL_USERNAME ->
-    sasl.username."""
-    return variable[len(_KAFKA_PREFIX) :].lower().replace("_", ".")
-
-
-def kafka_variable(prop: str) -> str:
-    return _KAFKA_PREFIX + prop.upper().replace(".", "_")
-
-
-def is_secret(prop: str) -> bool:
-    return any(marker in prop for marker in _SECRET_MARKERS)
 
 
 def state_dir(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
@@ -343,15 +310,7 @@ class Settings:
 
 
 def _kafka_properties(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    found = []
-    for name in sorted(merged):
-        if not name.startswith(_KAFKA_PREFIX) or name in _KAFKA_NOT_PROPERTIES:
-            continue
-        prop = kafka_property(name)
-        if not prop or prop in _KAFKA_OWNED:
-            raise SettingsError(
-                f"{name}: the pipeline sets {prop or 'this'} itself (its guarantees rest on it); "
-                "unset the variable"
-            )
-        found.append((prop, merged[name]))
-    return tuple(found)
+    try:
+        return from_environment(merged)
+    except PropertyError as exc:
+        raise SettingsError(str(exc)) from None
