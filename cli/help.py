@@ -48,6 +48,7 @@ EXAMPLES = {
     "stack status": "da stack status || da stack up",
     "sample fulfillments": "da sample fulfillments --count 200 -o events.csv",
     "sample learning": "da sample learning --students 25 -o class.jsonl",
+    "sample workflow": "da sample workflow --count 20 -o commands.jsonl",
     "topics ensure": "DA_PARTITIONS=12 da topics ensure",
     "topics list": "da topics list",
     "db migrate": "da db migrate",
@@ -63,6 +64,17 @@ EXAMPLES = {
     "apps list": "da apps list -o csv",
     "apps revoke": "da apps revoke shop-web",
     "apps rotate": "da apps rotate shop-web --grace 86400",
+    "workflow set-state": "da workflow set-state uid://A003/X1/X1a Reviewing",
+    "workflow set-substate": "da workflow set-substate uid://A003/X1/X1a PipelineCalibration",
+    "workflow set-exec": "da workflow set-exec uid://A003/X1/X1a EU",
+    "workflow clear-exec": "da workflow clear-exec uid://A003/X1/X1a",
+    "workflow set-flag": "da workflow set-flag uid://A003/X1/X1a priority=high",
+    "workflow clear-flag": "da workflow clear-flag uid://A003/X1/X1a priority",
+    "workflow get": "da workflow get uid://A003/X1/X1a",
+    "workflow list": "da workflow list --state Reviewing -o json",
+    "workflow history": "da workflow history uid://A003/X1/X1a",
+    "workflow board": "da workflow board",
+    "workflow simulate": "da workflow simulate --ous 30 --seed 3",
 }
 
 

@@ -30,6 +30,7 @@ COMMANDS = {
     "dep list": "dep list",
     "topics list": "topics list",
     "apps list": "apps list",
+    "workflow list": "workflow list",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
