@@ -65,5 +65,5 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.workflow --record docs/benchmarks.md
 
 clean:
-	-$(DA) stack down
+	-$(DA) stack down --force
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ import signal
 
 import typer
 
+from cli.output import Column, Format, OutputOption, Report, Table, iso, render
 from collector import apps
 from collector.eventtypes import EventTypeError
 from common import db
@@ -15,7 +16,9 @@ from common.settings import Settings
 from common.topics import Topics
 from dep import registry
 
-collector_app = typer.Typer(help="The HTTP collector (seed 003).", no_args_is_help=True)
+collector_app = typer.Typer(
+    help="The HTTP collector: web and mobile apps post events.", no_args_is_help=True
+)
 apps_app = typer.Typer(help="Applications trusted to post events.", no_args_is_help=True)
 
 
@@ -95,17 +98,58 @@ def apps_add(
     )
 
 
+_APP_COLUMNS = [
+    Column("name", "application"),
+    Column("scopes", "scopes"),
+    Column("rate_limit", "rate (events/s)"),
+    Column("state", "state"),
+    Column("created_at", "created (UTC)"),
+    Column("revoked_at", "revoked (UTC)"),
+]
+
+
 @apps_app.command("list")
-def apps_list() -> None:
-    """Every application, active or revoked (never a key)."""
+def apps_list(output: OutputOption = Format.TABLE) -> None:
+    """Every application, active or revoked (never a key); rate - is DA_COLLECTOR_RATE_LIMIT."""
     settings = _settings()
     _migrate(settings)
     with db.connect(settings, autocommit=True) as conn:
         found = apps.list_apps(conn)
-    for a in found:
-        rate = f"{a.rate_limit:g}/s" if a.rate_limit else "default rate"
-        state = f"revoked {a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "active"
-        typer.echo(f"{a.name}\t{','.join(a.scopes)}\t{rate}\t{state}")
+    rows = [
+        {
+            "name": a.name,
+            "scopes": list(a.scopes),
+            "rate_limit": a.rate_limit or None,
+            "state": "revoked" if a.revoked_at else "active",
+            "created_at": a.created_at,
+            "revoked_at": a.revoked_at,
+        }
+        for a in found
+    ]
+    typer.echo(render(Report([Table("apps", _APP_COLUMNS, rows)]), output))
+
+
+@apps_app.command("rotate")
+def apps_rotate(
+    name: str = typer.Argument(..., help="The application whose key to replace."),
+    grace: float = typer.Option(
+        3600.0, help="Seconds the old key keeps working, for clients to move to the new one."
+    ),
+) -> None:
+    """Issue a new API key (printed once); the old key is refused after the grace period."""
+    settings = _settings()
+    _migrate(settings)
+    try:
+        with db.connect(settings, autocommit=True) as conn:
+            key, until = apps.rotate(conn, name, grace)
+    except apps.AppError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(key)
+    typer.echo(
+        f"application {name!r}: new key above (not shown again); the old key works until "
+        f"{iso(until)}",
+        err=True,
+    )
 
 
 @apps_app.command("revoke")

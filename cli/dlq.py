@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import deadletter as dl
 from common import stages as registry
 from common.kafka import check_kafka, make_consumer, make_producer
@@ -124,6 +125,13 @@ def _settings() -> Settings:
     return settings
 
 
+def _known(stage: str) -> None:
+    if stage not in stages():
+        raise typer.BadParameter(
+            f"no stage {stage!r}; one of: {', '.join(stages())}", param_hint="STAGE"
+        )
+
+
 def _time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
@@ -152,21 +160,76 @@ Since = Annotated[str | None, typer.Option(help="Only those that failed at or af
 Until = Annotated[str | None, typer.Option(help="Only those that failed at or before.")]
 
 
+_LIST_COLUMNS = [
+    Column("stage", "stage"),
+    Column("count", "dead letters"),
+    Column("first_failed_at", "first (UTC)"),
+    Column("last_failed_at", "last (UTC)"),
+    Column("reasons", "reasons (count)"),
+    Column("topic", "topic", in_table=False),
+]
+
+
 @dlq_app.command("list")
-def list_() -> None:
+def list_(output: OutputOption = Format.TABLE) -> None:
     """Every stage's dead-letter topic: how many, why, and when."""
     settings = _settings()
+    rows = []
     for stage in stages():
         letters = list(read_letters(settings, stage))
-        topic = Topics(settings.namespace).dead_letter(stage)
-        if not letters:
-            typer.echo(f"{stage:<28} 0      {topic}")
-            continue
         times = [t for t in (x.failed_at() for x in letters) if t is not None]
-        span = f"  {min(times):%Y-%m-%d %H:%M} .. {max(times):%Y-%m-%d %H:%M}" if times else ""
-        typer.echo(f"{stage:<28} {len(letters):<6} {topic}{span}")
-        for reason, n in Counter(x.get(dl.H_REASON) for x in letters).most_common():
-            typer.echo(f"    {n:>6}  {reason}")
+        reasons = Counter(x.get(dl.H_REASON) or "-" for x in letters).most_common()
+        rows.append(
+            {
+                "stage": stage,
+                "topic": Topics(settings.namespace).dead_letter(stage),
+                "count": len(letters),
+                "first_failed_at": min(times) if times else None,
+                "last_failed_at": max(times) if times else None,
+                "reasons": dict(reasons),
+            }
+        )
+    typer.echo(render(Report([Table("stages", _LIST_COLUMNS, rows)]), output))
+
+
+def _short(text: object, width: int = 60) -> str:
+    value = str(text)
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+_SHOW_COLUMNS = [
+    Column("partition", "partition"),
+    Column("offset", "offset"),
+    Column("failed_at", "failed (UTC)"),
+    Column("reason", "reason"),
+    Column("field", "field"),
+    Column("detail", "detail", _short),
+    Column("source_topic", "from topic"),
+    Column("source_partition", "partition", in_table=False),
+    Column("source_offset", "offset", in_table=False),
+    Column("key", "key", in_table=False),
+    Column("value", "value", in_table=False),
+]
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None
+
+
+def _row(x: Letter) -> dict[str, Any]:
+    return {
+        "partition": x.partition,
+        "offset": x.offset,
+        "failed_at": x.failed_at(),
+        "reason": x.get(dl.H_REASON),
+        "field": x.get(dl.H_FIELD),
+        "detail": x.get(dl.H_DETAIL),
+        "source_topic": x.get(dl.H_TOPIC) or None,
+        "source_partition": _int(x.get(dl.H_PARTITION)),
+        "source_offset": _int(x.get(dl.H_OFFSET)),
+        "key": x.key.decode("utf-8", errors="replace") if x.key is not None else None,
+        "value": x.value.decode("utf-8", errors="replace") if x.value is not None else None,
+    }
 
 
 @dlq_app.command("show")
@@ -176,27 +239,19 @@ def show(
     since: Since = None,
     until: Until = None,
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 20,
+    output: OutputOption = Format.TABLE,
 ) -> None:
-    """The dead letters of a stage, with where they came from and why."""
+    """The dead letters of a stage, with where they came from and why (-o json: whole values)."""
     stage = _stage(stage)
     settings = _settings()
     t0, t1 = _time(since, "--since"), _time(until, "--until")
-    shown = 0
+    rows = []
     for x in read_letters(settings, stage):
-        if not matches(x, reason, t0, t1):
-            continue
-        value = (x.value or b"")[:300]
-        field = f" field={x.get(dl.H_FIELD)}" if x.get(dl.H_FIELD) else ""
-        typer.echo(
-            f"[{x.partition}:{x.offset}] {x.get(dl.H_FAILED_AT)} {x.get(dl.H_REASON)}{field}\n"
-            f"  {x.get(dl.H_DETAIL)}\n"
-            f"  from {x.get(dl.H_TOPIC)}[{x.get(dl.H_PARTITION)}]@{x.get(dl.H_OFFSET)}"
-            f"  key={x.key!r}\n  value={value!r}{'…' if len(x.value or b'') > 300 else ''}"
-        )
-        shown += 1
-        if shown >= limit:
-            break
-    typer.echo(f"{shown} shown", err=True)
+        if matches(x, reason, t0, t1):
+            rows.append(_row(x))
+            if len(rows) >= limit:
+                break
+    typer.echo(render(Report([Table("letters", _SHOW_COLUMNS, rows)]), output))
 
 
 @dlq_app.command("replay")

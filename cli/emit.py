@@ -4,17 +4,29 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+import os
+import stat
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from confluent_kafka import KafkaError, KafkaException, Producer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from cli.emit_input import BadRow, CsvHeaderError, Message, csv_messages, is_jsonl, read_jsonl
 from common.kafka import check_kafka, make_admin, make_producer
@@ -59,12 +71,10 @@ def register(app: typer.Typer) -> None:
 
 def emit(
     file: Annotated[
-        Path,
+        str,
         typer.Argument(
-            exists=True,
-            dir_okay=False,
-            readable=True,
-            help="CSV export of proctoring events, or JSON lines of raw messages (*.jsonl).",
+            help="CSV export of proctoring events, or JSON lines of raw messages (*.jsonl); "
+            "- reads standard input (JSON lines when its first line is an object).",
         ),
     ],
     rate: Annotated[
@@ -83,17 +93,16 @@ def emit(
     ] = True,
 ) -> None:
     """Replay a file onto the ingest topic: a CSV export of proctoring events (one message per
-    row), or JSON lines of raw messages with their key and format (`da sample learning`)."""
+    row), or JSON lines of raw messages with their key and format (`da sample learning`).
+    The progress bar shows an ETA when the size is known (a file, or stdin redirected from one)."""
     from cli.main import load_settings
 
-    jsonl = is_jsonl(file.name)
-    # surrogateescape: bytes that are not UTF-8 fail one row (in to_message), not the whole file.
-    with file.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+    with _open_input(file) as (lines, jsonl, total):
         try:
-            items = read_jsonl(f) if jsonl else csv_messages(f)
+            items = read_jsonl(lines) if jsonl else csv_messages(lines)
         except CsvHeaderError as exc:
             typer.echo(f"da emit: {file}: {exc}", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2) from None
         settings = load_settings()
         topic = Topics(settings.namespace).ingest
         check_kafka(settings)
@@ -109,7 +118,8 @@ def emit(
             raise typer.Exit(2)
         sender = _Sender(make_producer(settings), topic, verbose=verbose)
         started = time.monotonic()
-        interrupted = sender.run(items, Pacer(rate), total=_count_lines(file) - (not jsonl))
+        known = None if total is None else total - (not jsonl)
+        interrupted = sender.run(items, Pacer(rate), total=known)
     tally = sender.finish(settings.io_timeout_s)
     elapsed = time.monotonic() - started
     typer.echo(
@@ -125,6 +135,36 @@ def emit(
         raise typer.Exit(1)
 
 
+@contextmanager
+def _open_input(file: str) -> Iterator[tuple[Iterable[str], bool, int | None]]:
+    """The input's lines, whether they are JSON lines, and how many (None: unknown, a pipe)."""
+    # surrogateescape: bytes that are not UTF-8 fail one row (in to_message), not the whole file.
+    options: dict[str, Any] = {"encoding": "utf-8-sig", "errors": "surrogateescape", "newline": ""}
+    if file != "-":
+        path = Path(file)
+        if not path.is_file():
+            raise typer.BadParameter(f"no file {file!r}", param_hint="'FILE'")
+        with path.open(**options) as f:
+            yield f, is_jsonl(path.name), _count_lines(path.open("rb"))
+        return
+    stream = io.TextIOWrapper(sys.stdin.buffer, **options)
+    first = stream.readline()
+    yield itertools.chain([first], stream), first.lstrip().startswith("{"), _stdin_lines()
+
+
+def _stdin_lines() -> int | None:
+    """Lines of stdin when it is a regular file (``da emit - < events.csv``), read with pread so
+    the stream's position does not move; None for a pipe or a terminal."""
+    info = os.fstat(0)
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    count, offset = 0, 0
+    while chunk := os.pread(0, 1 << 20, offset):
+        count += chunk.count(b"\n")
+        offset += len(chunk)
+    return count
+
+
 class _Sender:
     """Produces messages and counts what the broker acknowledges."""
 
@@ -137,7 +177,7 @@ class _Sender:
         self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
         self.tally = Tally()
 
-    def run(self, items: Iterable[Message | BadRow], pacer: Pacer, *, total: int) -> bool:
+    def run(self, items: Iterable[Message | BadRow], pacer: Pacer, *, total: int | None) -> bool:
         """Send every good row; report bad ones. Returns True when interrupted by Ctrl-C."""
         progress = Progress(
             TextColumn("emit"),
@@ -145,13 +185,16 @@ class _Sender:
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]} events/s"),
             TimeElapsedColumn(),
+            *([TextColumn("ETA"), TimeRemainingColumn()] if total is not None else []),
             console=self._console,
             disable=self._verbose or not sys.stderr.isatty(),
         )
         rows = 0
         started = time.monotonic()
         with progress:
-            task = progress.add_task("emit", total=max(total, 1), rate="0")
+            task = progress.add_task(
+                "emit", total=None if total is None else max(total, 1), rate="0"
+            )
             try:
                 for rows, message in enumerate(items, 1):
                     if isinstance(message, BadRow):
@@ -218,6 +261,6 @@ class _Sender:
             self._console.print("more delivery failures; counting them silently")
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as f:
+def _count_lines(f: BinaryIO) -> int:
+    with f:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))

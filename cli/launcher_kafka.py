@@ -13,6 +13,7 @@ import base64
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,9 +21,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import settings
 from common.kafka import ServiceUnavailable
 
 KAFKA_VERSION = "4.1.1"
@@ -33,11 +37,7 @@ _MAIN_CLASS = "kafka.Kafka"
 
 
 def kafka_home() -> Path:
-    # The CLI is the one place that reads the environment; this is a CLI module.
-    override = os.environ.get("DA_KAFKA_HOME")
-    if override:
-        return Path(override).expanduser().resolve()
-    return Path.home() / ".cache" / "da-pipeline" / f"kafka-{KAFKA_VERSION}"
+    return settings.kafka_home(version=KAFKA_VERSION)
 
 
 def _require(tool: str) -> str:
@@ -69,11 +69,11 @@ def fetch_jars(home: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         print(f"fetching Kafka {KAFKA_VERSION} jars into {libs} (once) ...", file=sys.stderr)
         goal = ["dependency:copy-dependencies", "-DincludeScope=runtime"]
-        cmd = [mvn, "-q", "-B", "-f", str(pom), *goal, f"-DoutputDirectory={staging}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-            lines = (proc.stdout + proc.stderr).strip().splitlines()
-            reason = lines[-1] if lines else f"exit code {proc.returncode}"
+        cmd = [mvn, "-B", "-f", str(pom), *goal, f"-DoutputDirectory={staging}"]
+        returncode, lines = _run_showing_downloads(cmd)
+        if returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+            errors = [line for line in lines if line.startswith("[ERROR]")] or lines
+            reason = errors[-1] if errors else f"exit code {returncode}"
             raise ServiceUnavailable(
                 f"could not fetch the Kafka jars with Maven ({reason}); "
                 "check access to Maven Central and rerun `make deps`"
@@ -82,6 +82,41 @@ def fetch_jars(home: Path | None = None) -> Path:
         staging.rename(libs)
         marker.write_text(digest + "\n")
     return libs
+
+
+_DOWNLOADED = re.compile(r"^Downloaded from \S+: \S+ \(([\d.]+) (B|kB|MB|GB) at ")
+_UNITS = {"B": 1, "kB": 1_000, "MB": 1_000_000, "GB": 1_000_000_000}
+
+
+def downloaded_bytes(line: str) -> int | None:
+    """The size of a file Maven reports downloaded ("Downloaded from central: URL (1.2 MB at
+    ...)"); None for any other line."""
+    found = _DOWNLOADED.match(line)
+    return int(float(found.group(1)) * _UNITS[found.group(2)]) if found else None
+
+
+def _run_showing_downloads(cmd: list[str]) -> tuple[int, list[str]]:
+    """Run Maven, showing how many files and megabytes it has downloaded so far (one line,
+    rewritten on a terminal; every 10 files otherwise). Returns its status and output lines."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    files, size = 0, 0
+    tty = sys.stderr.isatty()
+    assert proc.stdout is not None  # piped above
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        got = downloaded_bytes(line)
+        if got is None:
+            continue
+        files, size = files + 1, size + got
+        if tty or files % 10 == 0:
+            text = f"  downloaded {files} files, {size / 1e6:.1f} MB"
+            print(f"\r{text}" if tty else text, end="" if tty else "\n", file=sys.stderr)
+    returncode = proc.wait()
+    if files:
+        print(f"{chr(13) if tty else ''}  downloaded {files} files, {size / 1e6:.1f} MB: done",
+              file=sys.stderr)  # fmt: skip
+    return returncode, lines
 
 
 # -- process helpers ---------------------------------------------------------------------------
@@ -179,11 +214,11 @@ _SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{extra_listener}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{extra_listener}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{extra_protocol}
 log.dirs={data}
 auto.create.topics.enable=false
 num.partitions=1
@@ -196,10 +231,31 @@ transaction.state.log.num.partitions=10
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
-"""
+{extra_properties}"""
 # The broker is started through a shell that exits at once: it is re-parented to init, keeps
 # running after the CLI exits, and the caller is left with no child process to reap.
 _DETACH = 'log=$1 pidf=$2; shift 2; "$@" </dev/null >>"$log" 2>&1 & echo $! >"$pidf"'
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listener beside PLAINTEXT, e.g. SASL_SSL to test a secured cluster (``tests/tls.py``
+    builds one): its protocol (also its name), port, and the broker properties it needs."""
+
+    protocol: str
+    port: int
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self) -> dict[str, str]:
+        lines = "".join(f"{k}={v}\n" for k, v in self.properties.items())
+        return {
+            "extra_listener": f",{self.protocol}://127.0.0.1:{self.port}",
+            "extra_protocol": f",{self.protocol}:{self.protocol}",
+            "extra_properties": lines,
+        }
+
+
+_NO_LISTENER = {"extra_listener": "", "extra_protocol": "", "extra_properties": ""}
 
 
 def _log_tail(logs: Path) -> str:
@@ -258,8 +314,9 @@ def _format_storage(java: list[str], data: Path, config: Path) -> None:
         raise ServiceUnavailable(f"formatting Kafka storage in {data} failed: {output}")
 
 
-def start(state: Path, timeout_s: float = 90.0) -> str:
-    """Start the broker unless it runs already; returns its bootstrap address."""
+def start(state: Path, timeout_s: float = 90.0, extra: Listener | None = None) -> str:
+    """Start the broker unless it runs already; returns its (plaintext) bootstrap address.
+    ``extra``: one more listener (tests of a secured cluster)."""
     running = status(state)
     if running is not None:
         return running
@@ -279,7 +336,12 @@ def start(state: Path, timeout_s: float = 90.0) -> str:
     port, controller_port = _pick_ports(root)
     config = root / "server.properties"
     config.write_text(
-        _SERVER_PROPERTIES.format(port=port, controller_port=controller_port, data=data)
+        _SERVER_PROPERTIES.format(
+            port=port,
+            controller_port=controller_port,
+            data=data,
+            **(extra.render() if extra else _NO_LISTENER),
+        )
     )
     if not (data / "meta.properties").is_file():
         _format_storage(java, data, config)

@@ -8,27 +8,40 @@ from typing import Annotated
 
 import typer
 
+from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db, parking
 from common.settings import Settings
 
+_PARKED = [
+    Column("dep", "DEP"),
+    Column("parked", "parked"),
+    Column("waiting_for", "awaited things"),
+    Column("oldest_parked_at", "oldest parked (UTC)"),
+    Column("oldest_age_s", "age (s)"),
+]
 
-def parked() -> None:
-    """Events parked by DEPs until what they need arrives (e.g. content metadata)."""
+
+def parked(output: OutputOption = Format.TABLE) -> None:
+    """Events parked by DEPs until what they need (content metadata, say) arrives."""
     from cli.main import load_settings
 
     settings = load_settings()
     with db.connect(settings, autocommit=True) as conn:
-        rows = parking.summary(conn)
-    if not rows:
-        typer.echo("parked: none")
-        return
+        found = parking.summary(conn)
     now = datetime.now(UTC)
-    for r in rows:
-        age = int((now - r.oldest).total_seconds())
-        typer.echo(
-            f"{r.owner}: {r.count} parked, waiting for {r.waiting_for} thing(s); "
-            f"oldest parked {r.oldest:%Y-%m-%d %H:%M:%S} UTC ({age}s ago)"
-        )
+    rows = [
+        {
+            "dep": r.owner,
+            "parked": r.count,
+            "waiting_for": r.waiting_for,
+            "oldest_parked_at": r.oldest,
+            "oldest_age_s": int((now - r.oldest).total_seconds()),
+        }
+        for r in found
+    ]
+    total = sum(r.count for r in found)
+    report = Report([Table("deps", _PARKED, rows)], {"parked": ("parked", total)})
+    typer.echo(render(report, output))
 
 
 _STUDENTS = """
@@ -50,40 +63,76 @@ FROM competency_stats GROUP BY competency ORDER BY competency
 
 
 def _pct(value: object) -> str:
-    return "-" if value is None else f"{float(str(value)):.0f}%"
+    return f"{float(str(value)):.0f}%"
 
 
-def render(settings: Settings, limit: int) -> str:
+def _hours(ms: object) -> str:
+    minutes = int(str(ms)) // 60_000
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+_STUDENT_COLUMNS = [
+    Column("student", "student"),
+    Column("time_spent_ms", "time spent (h:m)", _hours),
+    Column("views", "views"),
+    Column("assessments_taken", "tests"),
+    Column("avg_assessment_score", "avg test (%)", _pct),
+    Column("avg_collection_score", "avg collection (%)", _pct),
+]
+_COMPETENCY_COLUMNS = [
+    Column("competency", "competency"),
+    Column("students", "students"),
+    Column("attempts", "attempts"),
+    Column("avg_latest_score", "avg latest (%)", _pct),
+    Column("avg_best_score", "avg best (%)", _pct),
+]
+
+
+def report(settings: Settings, limit: int) -> Report:
     with db.connect(settings, autocommit=True) as conn:
         applied = conn.execute("SELECT count(*) FROM usage_seen").fetchall()[0][0]
         students = conn.execute(_STUDENTS, (limit,)).fetchall()
         competencies = conn.execute(_COMPETENCIES).fetchall()
         waiting = sum(p.count for p in parking.summary(conn))
-    lines = [
-        f"usage DEs applied: {applied}   parked: {waiting}",
-        "",
-        "student         time spent  views  tests  avg test  avg collection",
+    student_rows = [
+        {
+            "student": user,
+            "time_spent_ms": spent,
+            "views": views,
+            "assessments_taken": done,
+            "avg_assessment_score": assessed,
+            "avg_collection_score": collected,
+        }
+        for user, spent, done, assessed, collected, views in students
     ]
-    for user, spent, done, assessed, collected, views in students:
-        minutes = int(str(spent)) // 60_000
-        lines.append(
-            f"{user!s:<15} {minutes // 60:>6}h{minutes % 60:02d}m {views!s:>6} {done!s:>6} "
-            f"{_pct(assessed):>9} {_pct(collected):>15}"
-        )
-    lines += ["", "competency      students  attempts  avg latest  avg best"]
-    for code, n, attempts, latest, best in competencies:
-        lines.append(f"{code!s:<15} {n!s:>8} {attempts!s:>9} {_pct(latest):>11} {_pct(best):>9}")
-    return "\n".join(lines)
+    competency_rows = [
+        {
+            "competency": code,
+            "students": n,
+            "attempts": attempts,
+            "avg_latest_score": latest,
+            "avg_best_score": best,
+        }
+        for code, n, attempts, latest, best in competencies
+    ]
+    return Report(
+        [
+            Table("students", _STUDENT_COLUMNS, student_rows),
+            Table("competencies", _COMPETENCY_COLUMNS, competency_rows),
+        ],
+        {"usage_des_applied": ("usage DEs applied", applied), "parked": ("parked", waiting)},
+    )
 
 
 def learning(
     limit: Annotated[int, typer.Option(min=1, help="At most this many students.")] = 40,
+    output: OutputOption = Format.TABLE,
 ) -> None:
     """Per student: time spent in collections and assessments, views, assessments taken, average
     latest scores; per competency: students, scored attempts, average latest and best score."""
     from cli.main import load_settings
 
-    typer.echo(render(load_settings(), limit))
+    typer.echo(render(report(load_settings(), limit), output))
 
 
 def register(app: typer.Typer) -> None:

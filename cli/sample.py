@@ -1,4 +1,5 @@
-"""``da sample fulfillments``: seeded, realistic proctoring events like the Archimedes export.
+"""``da sample fulfillments``: seeded, realistic proctoring events like the proctoring
+system's export.
 
 A fulfillment mostly walks Welcome -> LmiDownload -> LmiConnected (WAITING) -> LaunchStart
 (LAUNCHING) -> LaunchEnd (TESTING) -> FulfillmentEnded (DONE), with non-trigger events (chat,
@@ -88,7 +89,7 @@ class _Fulfillment:
         self.events.append(_Event(self.now, type_, self.taker, self.taker_ip, self.agent))
 
     def proctor_event(self, type_: str) -> None:
-        # Proctors act through Archimedes itself, which records no client address for them.
+        # Proctors act through the proctoring system itself: it records no client address.
         self.events.append(_Event(self.now, type_, self.proctor, "", ""))
 
     def system_event(self, type_: str, by: str) -> None:
@@ -236,7 +237,7 @@ def fulfillments(
         Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Proctoring events of COUNT fulfillments as a CSV export (columns as Archimedes writes)."""
+    """Proctoring events of COUNT fulfillments: a CSV export in the proctoring system's columns."""
     rows = generate(seed, count, start)
     if output is None:
         write_csv(rows, sys.stdout)

@@ -8,16 +8,32 @@ from typing import Annotated
 
 import typer
 
+from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db
 from common.settings import Settings
 
 
-def _fmt_duration(seconds: float) -> str:
-    s = int(seconds)
+def _fmt_duration(seconds: object) -> str:
+    s = int(float(str(seconds)))
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"
 
 
-def render(settings: Settings) -> str:
+STATES = ("ENTERING", "WAITING", "LAUNCHING", "TESTING", "DONE")
+_BY_STATE = [Column("state", "state"), Column("fulfillments", "fulfillments")]
+_TIME_IN_STATE = [
+    Column("state", "state"),
+    Column("left", "left"),
+    Column("avg_s", "avg (h:m:s)", _fmt_duration),
+    Column("max_s", "max (h:m:s)", _fmt_duration),
+]
+_WAITING = [
+    Column("fulfillment_id", "fulfillment"),
+    Column("waiting_since", "waiting since (UTC)"),
+    Column("waited_s", "waited (h:m:s)", _fmt_duration),
+]
+
+
+def report(settings: Settings) -> Report:
     with db.connect(settings, autocommit=True) as conn:
         as_of = conn.execute("SELECT max(created_at) FROM events").fetchone()
         events = conn.execute("SELECT count(*) FROM events").fetchone()
@@ -34,34 +50,39 @@ def render(settings: Settings) -> str:
         ).fetchall()
     now = as_of[0] if as_of and isinstance(as_of[0], datetime) else None
     counts = {str(s): n for s, n in by_state}
-    lines = [
-        f"events stored: {events[0] if events else 0}"
-        + (f"   (event time now: {now:%Y-%m-%d %H:%M:%S})" if now else "")
+    waited = [
+        {"fulfillment_id": fid, "waiting_since": since, "waited_s": (now - since).total_seconds()}
+        for fid, since in waiting
+        if now is not None and isinstance(since, datetime)
     ]
-    lines.append(
-        "fulfillments by state: "
-        + "  ".join(
-            f"{state} {counts.get(state, 0)}"
-            for state in ("ENTERING", "WAITING", "LAUNCHING", "TESTING", "DONE")
-        )
+    return Report(
+        [
+            Table(
+                "by_state",
+                _BY_STATE,
+                [{"state": s, "fulfillments": counts.get(s, 0)} for s in STATES],
+            ),
+            Table(
+                "time_in_state",
+                _TIME_IN_STATE,
+                [
+                    {"state": state, "left": n, "avg_s": mean, "max_s": top}
+                    for state, n, mean, top in sorted(avg, key=lambda r: str(r[0]))
+                ],
+                title="time in the states left:",
+            ),
+            Table("waiting_longest", _WAITING, waited, title="waiting longest:"),
+        ],
+        {
+            "events_stored": ("events stored", events[0] if events else 0),
+            "event_time_now": ("event time now", now),
+        },
     )
-    lines.append("time in state (left states):  state      n      avg        max")
-    for state, n, mean, top in sorted(avg, key=lambda r: str(r[0])):
-        lines.append(
-            f"{'':30}{state!s:<10} {n!s:>5} {_fmt_duration(float(str(mean))):>10} "
-            f"{_fmt_duration(float(str(top))):>10}"
-        )
-    if waiting and now:
-        lines.append("waiting longest:")
-        for fid, since in waiting:
-            if isinstance(since, datetime):
-                waited = _fmt_duration((now - since).total_seconds())
-                lines.append(f"  fulfillment {fid}  waiting {waited}")
-    return "\n".join(lines)
 
 
 def fulfillments(
     watch: Annotated[float, typer.Option(help="Refresh every second for this many seconds.")] = 0,
+    output: OutputOption = Format.TABLE,
 ) -> None:
     """Where every fulfillment stands, and how long they spent in each state."""
     from cli.main import load_settings
@@ -69,7 +90,7 @@ def fulfillments(
     settings = load_settings()
     end = time.monotonic() + watch
     while True:
-        text = render(settings)
+        text = render(report(settings), output)
         if watch:
             typer.echo("\x1b[2J\x1b[H" + text if typer.get_text_stream("stdout").isatty() else text)
         else:

@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import typer
 
 from cli import launcher_kafka, launcher_pg
-from common.settings import stack_file, state_dir
+from common.kafka import connected_members
+from common.settings import Settings, SettingsError, stack_file, state_dir
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,39 @@ def up() -> None:
         typer.echo(f"{key}={value}")
 
 
+def connected(state: Path) -> list[str]:
+    """What still uses the local stack: consumer groups with members, pipeline sessions."""
+    current = stack_status(state)
+    found = []
+    if current.kafka is not None:
+        groups = connected_members(Settings(current.kafka, current.postgres or "-"))
+        found += [f"{group} ({n} consumer{'s' if n > 1 else ''})" for group, n in groups.items()]
+    if current.postgres is not None:
+        with psycopg.connect(current.postgres, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'da-pipeline' AND pid <> pg_backend_pid()"
+            ).fetchone()
+        if row and row[0]:
+            found.append(f"PostgreSQL ({row[0]} pipeline session{'s' if row[0] > 1 else ''})")
+    return found
+
+
 def down(
     purge: bool = typer.Option(False, "--purge", help="Also delete the Kafka and PostgreSQL data."),
+    force: bool = typer.Option(
+        False, "--force", help="Stop even while stages or commands are connected."
+    ),
 ) -> None:
-    """Stop the local Kafka and PostgreSQL."""
+    """Stop the local Kafka and PostgreSQL; refused while stages are connected (unless --force)."""
     state = state_dir()
+    busy = [] if force else connected(state)
+    if busy:
+        _say(
+            f"da stack down: still connected: {', '.join(busy)}; stop them first "
+            "(they would retry until the stack is back), or pass --force"
+        )
+        raise typer.Exit(2)
     was = stop_stack(state, purge=purge)
     _say(f"kafka: {'stopped' if was.kafka else 'was not running'}")
     _say(f"postgres: {'stopped' if was.postgres else 'was not running'}")
@@ -129,13 +159,19 @@ def down(
 
 
 def status() -> None:
-    """Show whether each service runs; exit code 1 when any is down."""
+    """Show whether each service runs; exit code 3 when any is down."""
     current = stack_status(state_dir())
     for name, address in (("kafka", current.kafka), ("postgres", current.postgres)):
         typer.echo(f"{name}: up at {address}" if address else f"{name}: down")
+    try:
+        properties = Settings.load().shown_kafka_properties()
+    except SettingsError:
+        properties = []  # nothing configured yet: the lines above say what to do
+    if properties:
+        typer.echo(f"kafka client properties (DA_KAFKA_*): {', '.join(properties)}")
     if not current.all_up:
-        typer.echo("start it with `da stack up`", err=True)
-        raise typer.Exit(1)
+        typer.echo(f"start it with `da stack up` (state dir {state_dir()})", err=True)
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:

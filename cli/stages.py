@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.output import Column, Format, OutputOption, Report, Table, render
 from collector.apps import MIGRATIONS as COLLECTOR_MIGRATIONS
 from common import db, stages
 from common.codec import Codec
@@ -82,10 +83,10 @@ def topics_ensure(
 
 
 @topics_app.command("list")
-def topics_list() -> None:
+def topics_list(output: OutputOption = Format.TABLE) -> None:
     """Print the name of every topic the pipeline uses."""
-    for name in all_topics(_settings()):
-        typer.echo(name)
+    rows = [{"topic": name} for name in all_topics(_settings())]
+    typer.echo(render(Report([Table("topics", [Column("topic", "topic")], rows)]), output))
 
 
 @db_app.command("migrate")
@@ -118,28 +119,41 @@ def dep_run(name: str = typer.Argument(..., help="The DEP to run (see `da dep li
     run_stage(stages.get(name))
 
 
+_DEP_COLUMNS = [
+    Column("name", "DEP"),
+    Column("group", "consumer group"),
+    Column("tables", "tables"),
+    Column("dead_letter_topic", "dead-letter topic"),
+    Column("description", "description", in_table=False),
+    Column("input_topics", "input topics", in_table=False),
+    Column("emits", "emits (through the outbox)", in_table=False),
+    Column("selectors", "selectors (others skipped undecoded)", in_table=False),
+]
+
+
 @dep_app.command("list")
-def dep_list() -> None:
+def dep_list(output: OutputOption = Format.TABLE) -> None:
     """Every registered DEP with its topics, consumer group and tables."""
     try:
         settings = _settings()
     except SettingsError:  # listing needs no services; show names without a namespace
         settings = Settings(kafka_bootstrap_servers="-", database_url="-")
     topics = Topics(settings.namespace)
-    for stage in stages.STAGES:
-        if stage.dep is None:
-            continue
-        spec = stage.dep
-        typer.echo(f"{spec.name}: {spec.description}")
-        typer.echo(f"  topics: {', '.join(stage.input_topics(topics))}")
-        typer.echo(f"  group:  {stage.group(settings)}")
-        typer.echo(f"  tables: {', '.join(spec.tables)}")
-        if stage.outputs:
-            emits = ", ".join(stage.output_topics(topics))
-            typer.echo(f"  emits:  {emits} (through the outbox)")
-        if spec.selectors:
-            typer.echo(f"  selectors: {', '.join(spec.selectors)} (others skipped undecoded)")
-        typer.echo(f"  dead letters: {stage.dead_letter_topic(topics)}")
+    rows = [
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "input_topics": stage.input_topics(topics),
+            "group": stage.group(settings),
+            "tables": list(spec.tables),
+            "emits": stage.output_topics(topics),
+            "selectors": list(spec.selectors),
+            "dead_letter_topic": stage.dead_letter_topic(topics),
+        }
+        for stage in stages.STAGES
+        if (spec := stage.dep) is not None
+    ]
+    typer.echo(render(Report([Table("deps", _DEP_COLUMNS, rows)]), output))
 
 
 def run(

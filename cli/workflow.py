@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from confluent_kafka import TopicPartition
 
+from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db
 from common.kafka import check_kafka, ensure_topics, make_consumer, make_producer
 from common.settings import Settings
@@ -158,6 +159,7 @@ def list_ous(
         str | None, typer.Option(help="Only substates matching this regex.")
     ] = None,
     executive: Annotated[str | None, typer.Option("--exec", help="Only this executive.")] = None,
+    output: OutputOption = Format.TABLE,
 ) -> None:
     """OUSs by state, substate and executive, longest in their state first."""
     pattern = re.compile(substate) if substate else None
@@ -168,9 +170,21 @@ def list_ous(
             "ORDER BY state_since NULLS LAST, ous_uid",
             (state, state, executive, executive),
         ).fetchall()
-    for uid, st, since, sub, exe in rows:
-        if pattern is None or (sub is not None and pattern.search(str(sub))):
-            typer.echo(f"{uid}\t{st or '-'}\t{since or '-'}\t{sub or '-'}\t{exe or '-'}")
+    found = [
+        {"ous_uid": uid, "state": st, "state_since": since, "substate": sub, "executive": exe}
+        for uid, st, since, sub, exe in rows
+        if pattern is None or (sub is not None and pattern.search(str(sub)))
+    ]
+    typer.echo(render(Report([Table("ous", _LIST_COLUMNS, found)]), output))
+
+
+_LIST_COLUMNS = [
+    Column("ous_uid", "OUS"),
+    Column("state", "state"),
+    Column("state_since", "since (UTC)"),
+    Column("substate", "substate"),
+    Column("executive", "executive"),
+]
 
 
 @workflow_app.command("history")

@@ -60,15 +60,36 @@ def add(conn: Conn, name: str, scopes: tuple[str, ...], rate_limit: float | None
     if rate_limit is not None and rate_limit <= 0:
         raise AppError("--rate must be positive")
     key = new_key()
-    try:
-        conn.execute(
-            "INSERT INTO collector_apps (name, key_hash, scopes, rate_limit) "
-            "VALUES (%s, %s, %s, %s)",
-            (name, key_hash(key), list(scopes), rate_limit),
-        )
-    except psycopg.errors.UniqueViolation:
-        raise AppError(f"an application named {name!r} exists already") from None
+    # A revoked name can be taken again: the new application replaces the revoked one's row.
+    cur = conn.execute(
+        "INSERT INTO collector_apps (name, key_hash, scopes, rate_limit) "
+        "VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (name) DO UPDATE SET key_hash = excluded.key_hash, "
+        "scopes = excluded.scopes, rate_limit = excluded.rate_limit, created_at = now(), "
+        "revoked_at = NULL, previous_key_hash = NULL, previous_key_expires_at = NULL "
+        "WHERE collector_apps.revoked_at IS NOT NULL",
+        (name, key_hash(key), list(scopes), rate_limit),
+    )
+    if cur.rowcount != 1:
+        raise AppError(f"an application named {name!r} exists already (`da apps rotate` it)")
     return key
+
+
+def rotate(conn: Conn, name: str, grace_s: float) -> tuple[str, datetime]:
+    """A new key for an active application; the old one stays valid for ``grace_s`` seconds.
+    Returns the new key and when the old one stops working."""
+    if grace_s < 0:
+        raise AppError("--grace must not be negative")
+    key = new_key()
+    row = conn.execute(
+        "UPDATE collector_apps SET previous_key_hash = key_hash, key_hash = %s, "
+        "previous_key_expires_at = now() + make_interval(secs => %s) "
+        "WHERE name = %s AND revoked_at IS NULL RETURNING previous_key_expires_at",
+        (key_hash(key), grace_s, name),
+    ).fetchone()
+    if row is None:
+        raise AppError(f"no active application named {name!r} (see `da apps list`)")
+    return key, cast(datetime, row[0])
 
 
 def revoke(conn: Conn, name: str) -> None:
@@ -93,7 +114,9 @@ def list_apps(conn: Conn) -> list[App]:
 
 async def active_by_hash(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> dict[bytes, App]:
     cur = await conn.execute(
-        "SELECT key_hash, name, scopes, rate_limit FROM collector_apps WHERE revoked_at IS NULL"
+        "SELECT key_hash, name, scopes, rate_limit FROM collector_apps WHERE revoked_at IS NULL "
+        "UNION ALL SELECT previous_key_hash, name, scopes, rate_limit FROM collector_apps "
+        "WHERE revoked_at IS NULL AND previous_key_expires_at > now()"
     )
     rows = await cur.fetchall()
     return {

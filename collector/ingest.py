@@ -4,7 +4,7 @@ records for the ingest topic, or into the rejections to answer and record.
 Where each check lives, and why:
 
 - **here, synchronously** (the client can still be told, with the field): the body is JSON, one
-  event object or a list of them; each event has the seed's fields with the right types
+  event object or a list of them; each event has the documented fields with the right types
   (``common.web_post.decode_event`` / ``check``, the same code GEP runs), its payload nested at
   most 64 deep and holding only text PostgreSQL can store; its payload matches its type's schema
   (``collector.eventtypes``); its timestamp is not ahead of the collector's clock by more than

@@ -7,14 +7,17 @@ Consumers read committed data only, because GEP and demux write inside transacti
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from common.settings import Settings
+from common.kafka_properties import kafka_variable
+from common.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +26,76 @@ class ServiceUnavailable(Exception):
     """Kafka or PostgreSQL cannot be reached; the message says which and what to do."""
 
 
+_BROKER = re.compile(r"(?:\w+://)?([\w.\-\[\]:]+:\d+)/\w*: ")
+_CONNECTION = {"_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "FAIL", "ERROR"}
+
+
+class Quiet:
+    """One line per broker and kind of trouble per interval; the next line says how many were
+    held back. While a broker is away every client of a process reports each failed connect
+    (tens of lines a second); the first says all there is to say."""
+
+    def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def key(self, kind: str, text: str) -> tuple[str, str]:
+        found = _BROKER.search(text)
+        broker = found.group(1) if found else "cluster"
+        return broker, "connection" if kind in _CONNECTION else kind
+
+    def admit(self, key: tuple[str, str]) -> str | None:
+        """None: hold the line back; else the suffix to add to it ("" or the count held)."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held and last is not None:
+            return f" ({held} more like it in the last {now - last:.0f}s)"
+        return ""
+
+
+_QUIET = Quiet()
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"\[rdkafka#[^\]]+\] \[thrd:[^\]]+\]: ", "", text)
+    return re.sub(
+        r" \(after \d+ms in state \w+(, \d+ identical error\(s\) suppressed)?\)", "", text
+    )
+
+
 def _log_client_error(err: KafkaError) -> None:
     # librdkafka reports and retries connection trouble itself; the run loop notices the effect
     # (no delivery, no commit) and backs off. This only keeps the operator informed.
-    log.warning("kafka: %s", err)
+    text = err.str()
+    suffix = _QUIET.admit(_QUIET.key(err.name(), text))
+    if suffix is not None:
+        log.warning("kafka: %s%s", _tidy(text), suffix)
+
+
+class _QuietFilter(logging.Filter):
+    """librdkafka's own lines (FAIL, ERROR, ...) go through the same throttle."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        kind = text.split(" ", 1)[0]
+        suffix = _QUIET.admit(_QUIET.key(kind, text))
+        if suffix is None:
+            return False
+        record.msg, record.args = _tidy(text) + suffix, None
+        return True
 
 
 _LIBRDKAFKA = logging.getLogger("librdkafka")
+_LIBRDKAFKA.addFilter(_QuietFilter())
 
 
 def _base(settings: Settings) -> dict[str, Any]:
@@ -39,7 +105,23 @@ def _base(settings: Settings) -> dict[str, Any]:
         # librdkafka's own lines go through logging (one format, one level) instead of raw stderr.
         "logger": _LIBRDKAFKA,
         "socket.connection.setup.timeout.ms": 10_000,
+        # DA_KAFKA_<PROPERTY>: security (SASL, SSL) and tuning for a cluster that needs it.
+        **settings.kafka_config(),
     }
+
+
+_Client = TypeVar("_Client")
+
+
+def _build(make: Callable[[dict[str, Any]], _Client], config: dict[str, Any]) -> _Client:
+    """Build a client; a property librdkafka refuses is a settings error naming its variable."""
+    try:
+        return make(config)
+    except KafkaException as exc:
+        text = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+        named = re.search(r'"([a-z0-9._]+)"', text)
+        variable = kafka_variable(named.group(1)) if named else "a DA_KAFKA_* variable"
+        raise SettingsError(f"{variable}: {text}") from None
 
 
 def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
@@ -58,7 +140,7 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None) 
 
 
 def make_producer(settings: Settings, *, transactional_id: str | None = None) -> Producer:
-    return Producer(producer_config(settings, transactional_id=transactional_id))
+    return _build(Producer, producer_config(settings, transactional_id=transactional_id))
 
 
 def make_collector_producer(settings: Settings) -> Producer:
@@ -68,7 +150,7 @@ def make_collector_producer(settings: Settings) -> Producer:
     config = producer_config(settings)
     config["linger.ms"] = 2  # a post waits for its acks: latency matters more than batching
     config["message.timeout.ms"] = int(settings.collector_ack_timeout_s * 1000)
-    return Producer(config)
+    return _build(Producer, config)
 
 
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
@@ -86,7 +168,7 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
         "session.timeout.ms": 15_000,
         **overrides,
     }
-    return Consumer(config)
+    return _build(Consumer, config)
 
 
 def make_admin(settings: Settings, *, quiet: bool = False) -> AdminClient:
@@ -95,18 +177,51 @@ def make_admin(settings: Settings, *, quiet: bool = False) -> AdminClient:
         # A reachability check reports its own one-line verdict; librdkafka's connect-failure
         # lines on stderr would only bury it.
         config["log_level"] = 0
-    return AdminClient(config)
+    return _build(AdminClient, config)
 
 
-def check_kafka(settings: Settings, timeout_s: float = 10.0) -> None:
-    """Fail fast, in one line, when the broker cannot be reached."""
-    try:
-        make_admin(settings, quiet=True).list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        raise ServiceUnavailable(
-            f"Kafka at {settings.kafka_bootstrap_servers} is unreachable ({exc.args[0].str()}); "
-            "start it with `da stack up` or set DA_KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
+# Errors that waiting will not mend: the cluster refuses who we are, or whom we talk to.
+_REFUSALS = {KafkaError._AUTHENTICATION: "refused the credentials", KafkaError._SSL: "failed TLS"}
+_ADVICE = {
+    KafkaError._AUTHENTICATION: "check DA_KAFKA_SASL_MECHANISMS, DA_KAFKA_SASL_USERNAME and "
+    "DA_KAFKA_SASL_PASSWORD",
+    KafkaError._SSL: "check DA_KAFKA_SECURITY_PROTOCOL and DA_KAFKA_SSL_CA_LOCATION",
+}
+
+
+def _refusal(err: KafkaError) -> str:
+    # "sasl_ssl://host:port/bootstrap: SASL authentication error: ... (after 333ms in state X)"
+    text = err.str().split("/bootstrap: ", 1)[-1]
+    return re.sub(r" \(after \d+ms in state \w+\)$", "", text)
+
+
+def check_kafka(settings: Settings, timeout_s: float | None = None) -> None:
+    """Fail fast, in one line, when the broker cannot be reached or refuses our credentials
+    (within DA_IO_TIMEOUT_S, 10 s at most)."""
+    timeout_s = min(settings.io_timeout_s, 10.0) if timeout_s is None else timeout_s
+    refused: list[KafkaError] = []
+    config = {**_base(settings), "log_level": 0}
+    config["error_cb"] = lambda err: refused.append(err) if err.code() in _REFUSALS else None
+    admin = _build(AdminClient, config)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb: an authentication failure is told apart there
+            if refused:
+                err = refused[0]
+                raise ServiceUnavailable(
+                    f"Kafka at {settings.kafka_bootstrap_servers} {_REFUSALS[err.code()]} "
+                    f"({_refusal(err)}); {_ADVICE[err.code()]}"
+                ) from None
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailable(
+                    f"Kafka at {settings.kafka_bootstrap_servers} is unreachable "
+                    f"({exc.args[0].str()}); start it with `da stack up` or set "
+                    "DA_KAFKA_BOOTSTRAP_SERVERS"
+                ) from None
 
 
 def ensure_topics(
@@ -138,3 +253,15 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return sorted(created)
+
+
+def connected_members(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:
+    """Consumer groups with members now, and how many: who would lose the broker if it stopped."""
+    admin = make_admin(settings, quiet=True)
+    listed = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout=timeout_s)
+    ids = [g.group_id for g in listed.valid]
+    if not ids:
+        return {}
+    described = admin.describe_consumer_groups(ids, request_timeout=timeout_s)
+    members = {gid: len(f.result(timeout=timeout_s).members) for gid, f in described.items()}
+    return {gid: n for gid, n in sorted(members.items()) if n}

@@ -1,4 +1,4 @@
-"""Parked events: a DE that needs something not known yet (seed 001's ordering constraint: usage
+"""Parked events: a DE that needs something not known yet (usage
 of content whose metadata has not arrived) waits in ``da_parked`` instead of being dropped or
 failed. Its owner releases it, in the transaction that brings what it waited for, and handles it
 then. One that waits longer than the owner's limit becomes a dead letter, with the reason, via

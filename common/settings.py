@@ -10,8 +10,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from common.kafka_properties import MASK, PropertyError, from_environment, is_secret
 
 
 class SettingsError(Exception):
@@ -22,10 +29,45 @@ _NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def state_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the local stack keeps its data, logs and stack file."""
+_T = TypeVar("_T")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Settings read outside ``Settings`` (before there can be one): (variable, default, doc).
+OTHER_SETTINGS = (
+    (
+        "DA_STATE_DIR",
+        "`.da` in the checkout",
+        "where `da stack up` keeps data, logs and the stack file; found from any subfolder",
+    ),
+    (
+        "DA_KAFKA_HOME",
+        "`~/.cache/da-pipeline/kafka-<version>`",
+        "where the local stack's Kafka jars are fetched once and shared by every checkout",
+    ),
+)
+
+
+def state_dir(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """Where the local stack keeps its data, logs and stack file: DA_STATE_DIR, else the nearest
+    ``.da`` from the working directory up (as git finds ``.git``), else ``.da`` at the top of the
+    git checkout, else ``./.da``. So every subfolder of a checkout sees the same stack."""
     env = os.environ if env is None else env
-    return Path(env.get("DA_STATE_DIR", ".da")).resolve()
+    if env.get("DA_STATE_DIR"):
+        return Path(env["DA_STATE_DIR"]).resolve()
+    here = (cwd or Path.cwd()).resolve()
+    for marker in (".da", ".git"):
+        for folder in (here, *here.parents):
+            if (folder / marker).exists():
+                return folder / ".da"
+    return here / ".da"
+
+
+def kafka_home(env: Mapping[str, str] | None = None, version: str = "") -> Path:
+    """Where the local stack's Kafka jars live."""
+    env = os.environ if env is None else env
+    override = env.get("DA_KAFKA_HOME")
+    if override:
+        return Path(override).expanduser().resolve()
+    return Path.home() / ".cache" / "da-pipeline" / f"kafka-{version}"
 
 
 def stack_file(env: Mapping[str, str] | None = None) -> Path:
@@ -44,71 +86,124 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def _setting(default: _T, doc: str) -> _T:
+    # The doc is what the README's settings table says (common/settings_table.py renders it).
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class Settings:
-    kafka_bootstrap_servers: str
-    database_url: str
-    # Prefix for every topic and consumer group; tests use a uuid so runs never share state.
-    namespace: str = ""
-    # PostgreSQL schema that holds every state store.
-    database_schema: str = "da"
-    partitions: int = 6
-    replication_factor: int = 1
-    batch_size: int = 1000
-    poll_timeout_s: float = 0.5
-    # How long a stage waits for the broker or the database before it reports the fault and retries.
-    io_timeout_s: float = 30.0
-    # Stable per-instance suffix of a transactional id; empty: the host name.
-    instance_id: str = ""
-    log_level: str = "INFO"
-    # A stage stops (exits non-zero, commits nothing) when more than this share of its last
-    # 1,000 events was invalid: a bad deploy should not shovel the stream into the DLQ.
-    dead_letter_max_ratio: float = 0.5
-    # The fulfillment life-cycle (states and triggers); empty: the one shipped in dep/.
-    fulfillment_lifecycle: str = ""
-    # A DE -> DEP -> DE chain stops here: a DEP that would emit a DE of more hops dead-letters
-    # its input with the chain instead, so a cycle of DEPs can never spin (seed 001's long tail).
-    max_hops: int = 4
-    # How long a parked DE (e.g. usage of content the catalog does not know yet) waits for what
-    # it needs before it is dead-lettered.
-    park_timeout_s: float = 3600.0
-    # The largest record any stage may produce: the broker's (or topic's) max.message.bytes.
-    # An output past it can never be written, so it is a dead letter, not a retry; the collector
-    # derives its own body limit from it.
-    max_message_bytes: int = 1_000_000
-    # A message in flight when the stage died this many times in a row is quarantined (dead-
-    # lettered as ``quarantined``) by the next start instead of handled (``common.guard``).
-    max_crashes: int = 3
-    # Tests only: a stage exits hard on a message containing this text, as a segfault would.
-    test_crash_marker: str = ""
-    # Where a stage serves /metrics, /healthz and /readyz: 0 nowhere, -1 any free port (logged).
-    metrics_port: int = 0
-    metrics_host: str = "127.0.0.1"
-    # /healthz fails when the loop has not turned for this long, or when the process has held no
-    # partition this long while its input has lag nobody consumes; unhealthy for
-    # DA_UNHEALTHY_EXIT_S, the process exits (status 3) for its supervisor to restart it.
-    loop_ttl_s: float = 300.0
-    unassigned_max_s: float = 60.0
-    unhealthy_exit_s: float = 120.0
-    # The HTTP collector (``da collector run``). Loopback unless told otherwise: a container
-    # sets DA_COLLECTOR_HOST=0.0.0.0.
-    collector_host: str = "127.0.0.1"
-    collector_port: int = 8080
-    # A body past this is refused (413) before it is read in full.
-    collector_max_body_bytes: int = 1_000_000
-    collector_max_batch: int = 1000
-    # How long a post waits for the broker's acknowledgement before answering 503.
-    collector_ack_timeout_s: float = 5.0
-    # An event more than this far ahead of the collector's clock is rejected as from the future.
-    collector_max_skew_s: float = 300.0
-    # Events per second per application when its own limit is not set (`da apps add --rate`).
-    collector_rate_limit: float = 1000.0
-    # "reject" or "accept" an event whose (category, name) has no schema file.
-    collector_unknown_types: str = "reject"
-    # Directory of event-type schema files; empty: schemas/web-types/ shipped with the code.
-    collector_event_types: str = ""
-    # How often the collector re-reads the applications table (revocations take this long).
-    collector_apps_refresh_s: float = 5.0
+    kafka_bootstrap_servers: str = field(
+        metadata={"doc": "Kafka brokers, `host:port,...`; `da stack up` sets it in the stack file"}
+    )
+    database_url: str = field(
+        metadata={
+            "doc": "PostgreSQL URL (libpq: `sslmode=verify-full&sslrootcert=...` for TLS); "
+            "`da stack up` sets it in the stack file"
+        }
+    )
+    namespace: str = _setting(
+        "", "prefix of every topic and consumer group (tests use a fresh one per run)"
+    )
+    database_schema: str = _setting("da", "PostgreSQL schema that holds every state store")
+    partitions: int = _setting(6, "partitions of each topic `da topics ensure` creates")
+    replication_factor: int = _setting(1, "replicas of each topic `da topics ensure` creates")
+    batch_size: int = _setting(1000, "events a stage takes in one poll and one transaction")
+    poll_timeout_s: float = _setting(0.5, "seconds a stage's poll waits for events")
+    io_timeout_s: float = _setting(
+        30.0, "seconds a stage waits for the broker or the database before it reports and retries"
+    )
+    instance_id: str = _setting(
+        "",
+        "per-instance suffix of a transactional id; empty: the host name (instances of one stage "
+        "on one host each need their own)",
+    )
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR; DEBUG adds tracebacks")
+    # A bad deploy should not shovel the stream into the dead-letter topic.
+    dead_letter_max_ratio: float = _setting(
+        0.5,
+        "a stage stops (exits non-zero, commits nothing) when more than this share of its last "
+        "1,000 events was invalid",
+    )
+    fulfillment_lifecycle: str = _setting(
+        "", "a TOML file of fulfillment states and triggers; empty: dep/fulfillment_states.toml"
+    )
+    # So that a cycle of DEPs can never spin.
+    max_hops: int = _setting(
+        4, "longest DE -> DEP -> DE chain; the DEP that would go further dead-letters its input"
+    )
+    park_timeout_s: float = _setting(
+        3600.0, "seconds a parked DE waits for what it needs before it is dead-lettered"
+    )
+    # An output past it can never be written, so it is a dead letter, not a retry.
+    max_message_bytes: int = _setting(
+        1_000_000,
+        "the largest record a stage may produce (the broker's max.message.bytes); the collector "
+        "derives its body limit from it",
+    )
+    # The message in flight when a stage died this many times in a row is quarantined
+    # (``common.guard``).
+    max_crashes: int = _setting(
+        3,
+        "a message in flight when the stage died this many times in a row is dead-lettered as "
+        "`quarantined` by the next start instead of handled",
+    )
+    test_crash_marker: str = _setting(
+        "", "tests only: a stage exits hard on a message containing this text, as a crash would"
+    )
+    metrics_port: int = _setting(
+        0,
+        "where a stage serves /metrics, /healthz and /readyz: 0 nowhere, -1 any free port (logged)",
+    )
+    metrics_host: str = _setting("127.0.0.1", "address a stage serves /metrics and health on")
+    # A stage alive but out of its group, or wedged, must end for its supervisor to restart it.
+    loop_ttl_s: float = _setting(
+        300.0, "/healthz fails when the run loop has not turned for this many seconds"
+    )
+    unassigned_max_s: float = _setting(
+        60.0,
+        "/healthz fails when the process held no partition this long while its input has lag "
+        "nobody consumes",
+    )
+    unhealthy_exit_s: float = _setting(
+        120.0, "unhealthy this many seconds, a stage exits (status 3) for its supervisor"
+    )
+    collector_host: str = _setting(
+        "127.0.0.1", "address `da collector run` listens on (a container sets 0.0.0.0)"
+    )
+    collector_port: int = _setting(8080, "port `da collector run` listens on")
+    collector_max_body_bytes: int = _setting(
+        1_000_000, "a body past this is refused (413) before it is read in full"
+    )
+    collector_max_batch: int = _setting(1000, "most events in one post")
+    collector_ack_timeout_s: float = _setting(
+        5.0, "seconds a post waits for the broker's acknowledgement before answering 503"
+    )
+    collector_max_skew_s: float = _setting(
+        300.0, "an event more than this many seconds ahead of the collector's clock is refused"
+    )
+    collector_rate_limit: float = _setting(
+        1000.0, "events per second per application without its own `da apps add --rate`"
+    )
+    collector_unknown_types: str = _setting(
+        "reject", "`reject` or `accept` an event whose (category, name) has no schema file"
+    )
+    collector_event_types: str = _setting(
+        "", "directory of event-type schema files; empty: schemas/web-types/"
+    )
+    collector_apps_refresh_s: float = _setting(
+        5.0, "seconds between the collector's reads of the applications table (revocations)"
+    )
+    # Kept out of repr because some are secrets.
+    kafka_properties: tuple[tuple[str, str], ...] = field(
+        default=(),
+        repr=False,
+        metadata={
+            "variable": "DA_KAFKA_<PROPERTY>",
+            "doc": "any librdkafka property for every Kafka client: DA_KAFKA_SECURITY_PROTOCOL, "
+            "DA_KAFKA_SASL_USERNAME, DA_KAFKA_SSL_CA_LOCATION, ... (secrets masked)",
+        },
+    )
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,7 +222,11 @@ class Settings:
                 f"{' and '.join(missing)} not set and no local stack found at "
                 f"{stack_file(env)}: run `da stack up`, or set them to point at your services"
             )
-        kwargs: dict[str, object] = {"kafka_bootstrap_servers": kafka, "database_url": db}
+        kwargs: dict[str, object] = {
+            "kafka_bootstrap_servers": kafka,
+            "database_url": db,
+            "kafka_properties": _kafka_properties(merged),
+        }
         for f in fields(cls):
             name = "DA_" + f.name.upper()
             if f.name in kwargs or name not in merged:
@@ -144,6 +243,17 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        try:
+            conninfo_to_dict(self.database_url)
+        except psycopg.ProgrammingError as exc:
+            raise SettingsError(
+                f"DA_DATABASE_URL is malformed ({str(exc).strip()}); "
+                "use postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE"
+            ) from None
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise SettingsError(
+                f"DA_LOG_LEVEL={self.log_level!r}: use one of {', '.join(_LOG_LEVELS)}"
+            )
         if self.namespace and not _NAMESPACE_RE.match(self.namespace):
             raise SettingsError(
                 f"DA_NAMESPACE={self.namespace!r}: use lower-case letters, digits, '-' or '_'"
@@ -193,7 +303,37 @@ class Settings:
         if self.collector_max_skew_s < 0:
             raise SettingsError("DA_COLLECTOR_MAX_SKEW_S must not be negative")
 
+    def kafka_config(self) -> dict[str, str]:
+        """The librdkafka properties from the environment, as a client config."""
+        return dict(self.kafka_properties)
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line or on screen: secret Kafka properties
+        and the database password."""
+        found = [value for prop, value in self.kafka_properties if is_secret(prop) and value]
+        try:
+            password = urlsplit(self.database_url).password
+        except ValueError:
+            password = None
+        return [*found, password] if password else found
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self.secrets(), key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    def shown_kafka_properties(self) -> list[str]:
+        """``property=value`` for each DA_KAFKA_* property, secrets masked."""
+        return [f"{p}={MASK if is_secret(p) else v}" for p, v in self.kafka_properties]
+
     def group_id(self, stage: str) -> str:
         """Consumer group of a stage; every instance of the stage joins it."""
         base = f"da.{stage}"
         return f"{self.namespace}.{base}" if self.namespace else base
+
+
+def _kafka_properties(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    try:
+        return from_environment(merged)
+    except PropertyError as exc:
+        raise SettingsError(str(exc)) from None

@@ -1,6 +1,6 @@
 """The one place that names topics.
 
-Naming follows the design (seed 001): raw events enter on ``org.gooru.da.ingest``; discrete events
+Naming follows the design: raw events enter on ``org.gooru.da.ingest``; discrete events
 (DE) live on ``org.gooru.da.sink.<source>.<bucket>`` where the source is the stage that emitted them
 (``demux`` or ``dep``). A usage DE ``usage.<object>.<metric>`` goes to bucket ``<object>.<metric>``;
 a system DE ``<entity>.<action>`` goes to bucket ``<entity>``. Every name can carry a namespace

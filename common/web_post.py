@@ -1,4 +1,4 @@
-"""A web or mobile event as an application posts it (seed 003), and the collector's record of it
+"""A web or mobile event as an application posts it, and the collector's record of it
 on the ingest topic: the typed shape, the structural checks and the envelope. The collector runs
 these checks at the door and GEP runs them again for records that arrive by any other road, so
 the code lives here, shared, rather than in either stage.

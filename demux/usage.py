@@ -1,5 +1,5 @@
 """Usage: each impact GEP stated on a canonical usage event becomes one DE
-``usage.<object>.<metric>`` carrying that one metric (seed 001: one metric per DE, the lowest
+``usage.<object>.<metric>`` carrying that one metric (one metric per DE, the lowest
 dimension only; the collection-rollup DEP emits the collection level).
 
 Keyed by learner x content, the state the DE updates, so one learner's plays of one content

@@ -1,4 +1,4 @@
-"""Web sessions (seed 003): each posted event becomes one system DE ``web.event``, keyed by its
+"""Web sessions: each posted event becomes one system DE ``web.event``, keyed by its
 session so that a DEP sees a session's events in the order they were posted."""
 
 from __future__ import annotations

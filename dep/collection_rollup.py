@@ -1,4 +1,5 @@
-"""DEP ``collection-rollup``: the next level up (seed 001, option 2). From the resource- and
+"""DEP ``collection-rollup``: the next level up (the demux emits the lowest only). From the
+resource- and
 question-level DEs of plays inside a *collection* it emits ``usage.collection.timespent``,
 ``usage.collection.reaction`` and ``usage.collection.score`` onto
 ``org.gooru.da.sink.dep.<bucket>``, where they are consumed like any other DE. (An assessment

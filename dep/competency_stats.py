@@ -1,9 +1,9 @@
 """DEP ``competency-stats``: fans assessment and collection scores out to the competencies of
 that content and keeps, per learner x competency, the scored attempts, the latest and the best.
 
-Seed 001's ordering constraint lives here: a score for content this DEP has no metadata for yet is
-*parked* (``common.parking``), released and applied in the transaction that brings the content's
-``content.created``/``updated`` DE, and dead-lettered through the outbox after
+The ordering constraint of learning events lives here: a score for content this DEP has no
+metadata for yet is *parked* (``common.parking``), released and applied in the transaction that
+brings the content's ``content.created``/``updated`` DE, and dead-lettered through the outbox after
 ``DA_PARK_TIMEOUT_S``, on the run loop's tick (``common.ticks``), so also when nothing arrives. An
 advisory lock per content id serializes the two paths, so a score parked by one instance while
 another stores the metadata is never stranded.

@@ -1,5 +1,5 @@
 """DEP ``fulfillment-state``: where every proctoring fulfillment stands, and how long it spent in
-each state (seed 000's visual workplace tracker).
+each state (a visual tracker of the proctoring workplace).
 
 Tables: ``events`` (every distinct raw event), ``current_fulfillments`` and
 ``fulfillments_history``. For each fulfillment that got a new trigger event, both state tables

@@ -1,4 +1,4 @@
-"""DEP ``web-events``: the queryable table of every event posted to the collector (seed 003).
+"""DEP ``web-events``: the queryable table of every event posted to the collector.
 
 ``web_events`` holds each distinct event once (a client's resend has the same id); its indexes
 serve the query API's filters by session, category and time, each in event-time order.

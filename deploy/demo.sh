@@ -74,5 +74,7 @@ echo
 echo "Tables: current_fulfillments, fulfillments_history, events, usage_metrics, content_catalog,"
 echo "competency_stats, ous_status, ous_state_history, ous_rejections in schema '${DA_DATABASE_SCHEMA:-da}' of:"
 grep DA_DATABASE_URL "$STACK_ENV"
-echo "The stages keep running: \`$DA status\` shows each; \`make demo-stop\` stops them, then"
-echo "\`$DA stack down\` stops Kafka and PostgreSQL."
+echo
+echo "The stages keep running: \`make demo-stop\` stops them, then \`da stack down\` stops Kafka and PostgreSQL."
+echo "Next: put da on your PATH with 'source .venv/bin/activate', then e.g. 'da status',"
+echo "'da fulfillments', 'da learning', 'da dlq list', 'da --help'."

@@ -1,8 +1,7 @@
 """The first half of the learning oracle (``tests.learning_oracle``): the DEs each raw message
-must become, written from ``../shared/formats/gooru.md`` (the platform parser's rules and the
-event processor's routing), ``docs/formats.md`` (the EdMobile mapping table, the system events,
-the table of which raw event counts for each metric) and seed 001's option 2 (the lowest
-dimension only), not from ``gep`` or ``demux``.
+must become, written from ``docs/formats.md`` (the platform parser's rules and the event
+processor's routing, the EdMobile mapping table, the system events, the table of which raw event
+counts for each metric) and the lowest dimension only, not from ``gep`` or ``demux``.
 Scores are percentages (a question: correct 100, incorrect/attempted 0). The metric rules, in
 terms of what the learner did, whichever format says it:
 - a start (``usage.collection.start``): began playing a collection or an assessment, any kind;

@@ -1,6 +1,6 @@
 """An independent computation of the learning pipeline's outputs from the raw messages sent,
-written from the rules in ``../shared/formats/gooru.md``, ``docs/formats.md`` and issues 3 and
-15, not from ``gep``/``demux``/``dep``: what every DE topic and every learning table must hold.
+written from the rules in ``docs/formats.md`` and issues 3 and 15, not from
+``gep``/``demux``/``dep``: what every DE topic and every learning table must hold.
 
 Input: the JSON values of the valid raw messages, each with its ``da-format``, duplicates
 included (a resent message is a second delivery: GEP and demux pass it on again; the DEPs count

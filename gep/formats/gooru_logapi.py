@@ -1,4 +1,4 @@
-"""Gooru client usage events, log API 3.0 (../shared/formats/gooru.md section 1).
+"""Gooru client usage events, log API 3.0 (docs/formats.md).
 
 The body is a JSON array of events, or one event. Each element is validated on its own: the
 valid ones go on, and an invalid one comes back as a ``Rejected`` with its index, which GEP

@@ -1,8 +1,8 @@
-"""Gooru log-writer events (../shared/formats/gooru.md section 2): one JSON object per event,
+"""Gooru log-writer events (docs/formats.md): one JSON object per event,
 with the play's outcome in ``result``.
 
-Routing, as the platform's event processor did it, within seed 001's option 2, and the one rule per
-metric of ``gooru_rules`` (the same learner action counts the same in every format):
+Routing, as the platform's event processor did it, emitting the lowest dimension only, and the one
+rule per metric of ``gooru_rules`` (the same learner action counts the same in every format):
 ``collection.start`` -> a start, and a collection's view; an assessment's (also external, offline
 activity) ``collection.performance`` -> its time spent, score and view, and
 ``collection.score.update`` -> its score; ``resource.performance`` -> the resource's or question's

@@ -144,9 +144,10 @@ def start_impacts(usage: Usage) -> tuple[Impact, ...]:
 
 
 def stop_impacts(usage: Usage) -> tuple[Impact, ...]:
-    """What the end of a play changes. A collection's own time and score are not here: per seed
-    001 (option 2) the collection-rollup DEP derives them from its resources and questions, and
-    counting the collection's total too would count that time twice."""
+    """What the end of a play changes. A collection's own time and score are not here: the
+    collection-rollup DEP derives them from its resources and questions (the demux emits the
+    lowest dimension only), and counting the collection's total too would count that time
+    twice."""
     if not usage.is_student:
         return ()  # a teacher's preview changes no learner's metrics
     m, kind = usage.metrics, usage.content_type

@@ -10,7 +10,7 @@ One JSON object per event (docs/formats.md)::
 A content's ``contentType`` is required unless it is deleted, and kept as sent
 (``assessment-external`` stays ``assessment-external``); ``parentId`` is the collection or
 assessment a resource or question belongs to. Each event becomes one system DE
-``<entity>.<action>`` (seed 001), keyed by the entity.
+``<entity>.<action>``, keyed by the entity.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EdMobile, an example partner whose format differs (seed 001): its activity records are mapped
+"""EdMobile, an example partner whose format differs: its activity records are mapped
 to the global usage format (log API 3.0) and then validated and normalized exactly like it.
 
 The format is documented in docs/formats.md. One record describes one finished activity; a

@@ -1,4 +1,4 @@
-"""Web and mobile events (seed 003, "The Eye"), as the HTTP collector puts them on the ingest topic.
+"""Web and mobile events as the HTTP collector puts them on the ingest topic.
 
 The record's shape and checks live in ``common.web_post`` (the collector runs the same ones);
 this module turns a record into its canonical event.

@@ -175,14 +175,14 @@ def run(
         report.stop_exits = dict(Counter(exits.values()))
         report.seconds = round(time.monotonic() - t0, 1)
         # An instance that exited on its own just before its stop (a start-up while PostgreSQL
-        # or the broker was away: status 2) had no SIGTERM to obey; the supervisor would have
+        # or the broker was away: status 3) had no SIGTERM to obey; the supervisor would have
         # started it again. EXIT_WEDGED is the documented end of a librdkafka transaction call
         # that hung (its issues 5456/5511), also when a SIGTERM arrives during the hang: nothing
         # is committed and the next instance aborts. Any other exit is a failure.
         unclean = {
             i: code
             for i, code in exits.items()
-            if code not in (0, EXIT_WEDGED) and not (i in stages.exited_unasked and code == 2)
+            if code not in (0, EXIT_WEDGED) and not (i in stages.exited_unasked and code == 3)
         }
         if unclean:
             report.table_problems.append(f"stages did not stop cleanly: {exits}")

@@ -222,6 +222,8 @@ def _check_cli(env: dict[str, str], settings: Settings) -> None:
     assert got.returncode == 0 and "Reviewing since" in got.stdout, got
     listed = run_da(env, "workflow", "list", "--state", "Reviewing")
     assert uid in listed.stdout, listed
+    as_json = run_da(env, "workflow", "list", "--state", "Reviewing", "-o", "json")
+    assert uid in [o["ous_uid"] for o in json.loads(as_json.stdout)["ous"]], as_json
     hist = run_da(env, "workflow", "history", uid)
     assert "ReadyForReview\t" in hist.stdout and "refused" in hist.stdout, hist
     sim = run_da(env, "workflow", "simulate", "--ous", "6", "--seed", "3", "--wait", "120")

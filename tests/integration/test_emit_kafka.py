@@ -133,7 +133,7 @@ def test_missing_required_column_sends_nothing(
 
     result = _emit(path, settings_env)
 
-    assert result.returncode == 1
+    assert result.returncode == 2  # the input is at fault, not the work
     assert result.stderr.strip().splitlines() == [
         f"da emit: {path}: header lacks required column(s): created_by_id"
     ]
@@ -149,3 +149,27 @@ def test_missing_topic_is_refused_unless_told_otherwise(
 
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["pipe", "redirect"])
+def test_dash_reads_standard_input(
+    settings: Settings, settings_env: dict[str, str], how: str
+) -> None:
+    topic = Topics(settings.namespace).ingest
+    ensure_topics(settings, [topic])
+    with SAMPLE.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    command = [sys.executable, "-m", "cli.main", "emit", "-"]
+    with SAMPLE.open("rb") as source:
+        if how == "pipe":
+            result = subprocess.run(
+                command, input=source.read(), env=settings_env, cwd=REPO, capture_output=True
+            )
+        else:  # da emit - < file: the size is known, so the progress has an ETA
+            result = subprocess.run(
+                command, stdin=source, env=settings_env, cwd=REPO, capture_output=True
+            )
+    assert result.returncode == 0, result.stderr
+    assert f"sent {len(rows)}, bad rows 0".encode() in result.stderr
+    got = _consume_all(settings, topic, len(rows))
+    assert sorted(json.loads(v)["id"] for _, v, _ in got) == sorted(r["id"] for r in rows)

@@ -237,10 +237,13 @@ def test_da_parked_shows_count_and_oldest(migrated: Settings, settings_env: dict
 
     cmd = [sys.executable, "-m", "cli.main", "parked"]
     none = subprocess.run(cmd, env=settings_env, check=True, capture_output=True, text=True)
-    assert none.stdout.strip() == "parked: none"
+    assert none.stdout.splitlines()[0] == "parked: 0"
     apply(migrated, "competency-stats", [[usage("usage.assessment.score", "w", 1.0)]])
     out = subprocess.run(cmd, env=settings_env, check=True, capture_output=True, text=True)
-    assert out.stdout.startswith("competency-stats: 1 parked, waiting for 1 thing(s); oldest")
+    lines = out.stdout.splitlines()
+    assert lines[0] == "parked: 1"
+    assert lines[2].split()[:2] == ["DEP", "parked"]
+    assert lines[3].split()[:3] == ["competency-stats", "1", "1"]
 
 
 def test_run_store_relays_the_rollups_outbox_after_each_commit(migrated: Settings) -> None:

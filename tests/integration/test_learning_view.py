@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from cli.learning import render
+import json
+
+from cli.learning import report
+from cli.output import Format, render
 from common import db
 from common.settings import Settings
 from dep import registry
@@ -30,8 +33,28 @@ def test_time_counts_the_top_level_only_and_scores_are_averaged(settings: Settin
             "best_score) VALUES ('u1', 'K1', 2, 50, 90), ('u2', 'K1', 1, 70, 70)"
         )
         conn.commit()
-    lines = render(settings, limit=10).splitlines()
+    found = report(settings, limit=10)
+    lines = render(found, Format.TABLE).splitlines()
     assert lines[0] == "usage DEs applied: 0   parked: 0"
     assert lines[3].split() == ["u1", "1h20m", "2", "1", "80%", "50%"]
     assert lines[4].split() == ["u2", "0h01m", "1", "1", "40%", "-"]
     assert lines[-1].split() == ["K1", "2", "3", "60%", "80%"]
+    doc = json.loads(render(found, Format.JSON))
+    assert doc["students"][0] == {
+        "student": "u1",
+        "time_spent_ms": 4800000,
+        "views": 2,
+        "assessments_taken": 1,
+        "avg_assessment_score": 80.0,
+        "avg_collection_score": 50.0,
+    }
+    assert doc["students"][1]["avg_collection_score"] is None
+    assert doc["competencies"] == [
+        {
+            "competency": "K1",
+            "students": 2,
+            "attempts": 3,
+            "avg_latest_score": 60.0,
+            "avg_best_score": 80.0,
+        }
+    ]

@@ -21,7 +21,8 @@ from dep.collector_errors import to_record
 from gep.formats import web
 from tests.fakes import FakeMessage
 
-SEED: list[dict[str, Any]] = [  # the seed's three sample events (their trailing commas removed)
+# The three documented sample events of the collector (their trailing commas removed).
+SEED: list[dict[str, Any]] = [
     {
         "session_id": "e2085be5-9137-4e4e-80b5-f1ffddc25423",
         "category": "page interaction",

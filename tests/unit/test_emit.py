@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +161,14 @@ def test_pacer_without_rate_never_waits() -> None:
     for _ in range(1000):
         assert pacer.delay() == 0
         pacer.sent()
+
+
+def test_the_size_of_stdin_is_known_only_when_it_is_a_file(tmp_path: Path) -> None:
+    probe = "from cli.emit import _stdin_lines; print(_stdin_lines())"
+    data = tmp_path / "in.csv"
+    data.write_text("a\nb\nc\n")
+    with data.open("rb") as f:
+        redirected = subprocess.run([sys.executable, "-c", probe], stdin=f, capture_output=True)
+    piped = subprocess.run([sys.executable, "-c", probe], input=b"a\nb\n", capture_output=True)
+    assert redirected.stdout.strip() == b"3"
+    assert piped.stdout.strip() == b"None"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import Settings, SettingsError, stack_file
+from common.settings import Settings, SettingsError, stack_file, state_dir
 
 KAFKA, DB = "127.0.0.1:9092", "postgresql://postgres@127.0.0.1:5432/da"
 
@@ -100,3 +100,61 @@ def test_out_of_range_values_are_rejected(tmp_path: Path, name: str, raw: str) -
     }
     with pytest.raises(SettingsError, match=name):
         Settings.load(env)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {"DA_STATE_DIR": "/nonexistent", "DA_KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+            "DA_DATABASE_URL": DB, **extra}  # fmt: skip
+
+
+def test_da_kafka_variables_become_librdkafka_properties() -> None:
+    settings = Settings.load(
+        _env(
+            DA_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            DA_KAFKA_SASL_MECHANISMS="SCRAM-SHA-512",
+            DA_KAFKA_SSL_CA_LOCATION="/etc/ca.pem",
+            DA_KAFKA_HOME="/opt/kafka",  # the launcher's jars, not a client property
+        )
+    )
+    assert settings.kafka_config() == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "ssl.ca.location": "/etc/ca.pem",
+    }
+
+
+@pytest.mark.parametrize("variable", ["DA_KAFKA_ENABLE_AUTO_COMMIT", "DA_KAFKA_ISOLATION_LEVEL"])
+def test_properties_the_pipeline_owns_are_refused_by_name(variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.load(_env(**{variable: "x"}))
+
+
+def test_secrets_are_masked_and_never_in_repr() -> None:
+    settings = Settings.load(
+        _env(
+            DA_KAFKA_SASL_USERNAME="alice",
+            DA_KAFKA_SASL_PASSWORD="hunter22",
+            DA_DATABASE_URL="postgresql://app:pg-pass@db:5432/da?sslmode=verify-full",
+        )
+    )
+    assert "hunter22" not in repr(settings)
+    assert settings.shown_kafka_properties() == ["sasl.password=***", "sasl.username=alice"]
+    line = settings.redact("login hunter22 to postgresql://app:pg-pass@db:5432/da")
+    assert line == "login *** to postgresql://app:***@db:5432/da"
+
+
+def test_a_bad_log_level_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^DA_LOG_LEVEL='verbose': use one of DEBUG, INFO"):
+        Settings.load(_env(DA_LOG_LEVEL="verbose"))
+
+
+def test_the_state_dir_is_found_from_any_subfolder(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    deep = checkout / "dep" / "migrations"
+    deep.mkdir(parents=True)
+    # No stack yet: the top of the checkout, not the subfolder, is where it will be.
+    assert state_dir({}, cwd=deep) == checkout / ".da"
+    (checkout / ".da").mkdir()
+    assert state_dir({}, cwd=deep) == checkout / ".da"
+    assert state_dir({"DA_STATE_DIR": str(tmp_path / "s")}, cwd=deep) == tmp_path / "s"

@@ -1,0 +1,113 @@
+"""What ``da --help`` and every command's ``--help`` say beyond the docstrings: the overview, the
+exit codes, one example per command, and plain metavars (``FILE``, ``--rate RATE``) where the
+help renderer would print types (``<bool>``, ``{file}``).
+
+Examples live here, keyed by command path, so that a command module stays about what it does;
+``tests/unit/test_help.py`` fails when a command has none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+OVERVIEW = """\
+da-pipeline turns raw event streams into live state in PostgreSQL, through Apache Kafka.
+
+GEP (global event processor) validates and normalizes every raw format; the demux fans each
+event out into discrete events (DEs), one metric each; DEPs (discrete event processors) are
+consumer groups that keep state stores in PostgreSQL or emit more DEs. Each is its own process:
+`da gep run`, `da demux run`, `da dep run NAME`.
+
+Settings are DA_* environment variables (the README's settings table); after `da stack up` the
+local stack's are found from any folder of the checkout. DA_LOG_LEVEL=DEBUG adds the traceback
+behind an error line.
+"""
+
+EXIT_CODES = (
+    (0, "done"),
+    (1, "the work failed (bad rows, a critical verdict)"),
+    (2, "usage or configuration error (an option, an input file, a DA_* setting)"),
+    (3, "a service unreachable or unavailable (Kafka, PostgreSQL)"),
+)
+
+
+def root_help() -> str:
+    # "\b" keeps click from rewrapping the table.
+    table = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES)
+    return f"{OVERVIEW}\n\b\nExit codes:\n{table}\n"
+
+
+EXAMPLES = {
+    "emit": "da emit data/sample/fulfillments.csv --rate 500",
+    "fulfillments": "da fulfillments -o json",
+    "replay": "da replay fulfillment-state --since 2026-11-01T00:00:00Z",
+    "parked": "da parked",
+    "learning": "da learning --limit 10",
+    "stack up": "export $(da stack up)",
+    "stack down": "da stack down --purge   # --force while stages still run",
+    "stack status": "da stack status || da stack up",
+    "sample fulfillments": "da sample fulfillments --count 200 -o events.csv",
+    "sample learning": "da sample learning --students 25 -o class.jsonl",
+    "sample workflow": "da sample workflow --count 20 -o commands.jsonl",
+    "topics ensure": "DA_PARTITIONS=12 da topics ensure",
+    "topics list": "da topics list",
+    "db migrate": "da db migrate",
+    "run": "DA_INSTANCE_ID=demux-2 da run demux",
+    "up": "da up --instances 2",
+    "down": "da down",
+    "status": "da status --watch 5 --partitions",
+    "gep run": "DA_INSTANCE_ID=gep-2 da gep run",
+    "demux run": "da demux run",
+    "dep run": "da dep run fulfillment-state",
+    "dep list": "da dep list",
+    "dlq list": "da dlq list",
+    "dlq show": "da dlq show gep --reason bad_timestamp -o json",
+    "dlq replay": "da dlq replay gep --reason bad_timestamp --dry-run",
+    "collector run": "DA_COLLECTOR_PORT=9000 da collector run",
+    "apps add": "da apps add shop-web --rate 500 --read",
+    "apps list": "da apps list -o csv",
+    "apps revoke": "da apps revoke shop-web",
+    "apps rotate": "da apps rotate shop-web --grace 86400",
+    "workflow set-state": "da workflow set-state uid://A003/X1/X1a Reviewing",
+    "workflow set-substate": "da workflow set-substate uid://A003/X1/X1a PipelineCalibration",
+    "workflow set-exec": "da workflow set-exec uid://A003/X1/X1a EU",
+    "workflow clear-exec": "da workflow clear-exec uid://A003/X1/X1a",
+    "workflow set-flag": "da workflow set-flag uid://A003/X1/X1a priority=high",
+    "workflow clear-flag": "da workflow clear-flag uid://A003/X1/X1a priority",
+    "workflow get": "da workflow get uid://A003/X1/X1a",
+    "workflow list": "da workflow list --state Reviewing -o json",
+    "workflow history": "da workflow history uid://A003/X1/X1a",
+    "workflow board": "da workflow board",
+    "workflow simulate": "da workflow simulate --ous 30 --seed 3",
+}
+
+
+def polish(command: Any, path: tuple[str, ...] = ()) -> None:
+    """Walk the command tree (typer's click objects) and set examples and metavars."""
+    children = getattr(command, "commands", None)
+    if children is not None:
+        for name, child in children.items():
+            polish(child, (*path, name))
+        return
+    example = EXAMPLES.get(" ".join(path))
+    if example:
+        command.epilog = f"\b\nExample:\n  {example}"
+    for param in command.params:
+        if param.param_type_name == "argument":
+            # Typer writes a required argument as "{file}" in the usage line and adds its type
+            # ("FILE <file>") in the list; the conventional FILE / [FILE] is plainer.
+            name = param.metavar or param.name.upper()
+            param.metavar = name
+            shown = name if param.required else f"[{name}]"
+            param._usage_display_name = lambda shown=shown: shown
+            param.display_type_rich = lambda ctx: None
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""  # a flag takes no value: no "<bool>"
+        elif param.metavar is None:
+            kind = getattr(param, "type_descriptor", None)
+            choices = kind.choices if kind is not None and kind.is_choice else None
+            param.metavar = "|".join(map(str, choices)) if choices else param.name.upper()
+        placeholder = param.default == 0 and not getattr(param, "is_flag", False)
+        if "(default DA_" in (param.help or "") or placeholder:
+            # The setting's default, or "off": not a value worth printing as "[default: 0]".
+            param.show_default = False

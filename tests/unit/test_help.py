@@ -1,0 +1,86 @@
+"""Every command's help: an example that runs that command, plain metavars, no leftover
+defaults beside a setting's, and nothing the project prints or documents cites a document a
+user never sees."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.help import EXAMPLES
+from cli.main import command
+
+REPO = Path(__file__).resolve().parents[2]
+# Documents outside the project (design notes, format notes kept beside it) must not be cited.
+CITATION = re.compile(
+    r"\bseed \d{3}|\bseed's\b|\bthe seed\b|\bArchimedes\b|shared/formats|\.\./shared|prototype",
+    re.IGNORECASE,
+)
+SHIPPED = ["cli", "common", "gep", "demux", "dep", "collector", "collector_client", "deploy"]
+
+
+def _leaves(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    children = getattr(cmd, "commands", None)
+    if children is None:
+        yield path, cmd
+        return
+    for name, child in children.items():
+        yield from _leaves(child, (*path, name))
+
+
+def _help(cmd: Any, path: tuple[str, ...]) -> str:
+    ctx = cmd.make_context(" ".join(("da", *path)), [], resilient_parsing=True)
+    return str(cmd.get_help(ctx))
+
+
+ROOT = command()
+LEAVES = dict(_leaves(ROOT))
+
+
+def test_the_root_help_spells_out_the_stages_and_the_exit_codes() -> None:
+    text = " ".join(_help(ROOT, ()).split())
+    for words in ("GEP (global event processor)", "discrete events (DEs)", "DEPs (discrete event"):
+        assert words in text
+    for code in ("0 done", "1 the work failed", "2 usage or configuration", "3 a service"):
+        assert code in text
+
+
+def test_every_command_has_an_example_and_every_example_a_command() -> None:
+    assert set(EXAMPLES) == {" ".join(path) for path in LEAVES}
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
+def test_help_renders_cleanly(path: tuple[str, ...]) -> None:
+    text = _help(LEAVES[path], path)
+    assert "Example:" in text and f"da {' '.join(path)}" in text.split("Example:")[1]
+    for leftover in ("<bool>", "<str>", "<int>", "<float", "{", "[default: 0]", "[default: 0.0]"):
+        assert leftover not in text, f"{leftover!r} in the help of da {' '.join(path)}"
+    assert not CITATION.search(text)
+
+
+def _documents() -> Iterator[Path]:
+    yield REPO / "README.md"
+    yield from (REPO / "docs").glob("*.md")
+    yield from (REPO / "schemas").rglob("*.md")
+    yield from (REPO / "schemas").rglob("*.avsc")
+    for folder in SHIPPED:
+        yield from (p for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".md", ".toml"))
+
+
+def test_nothing_cites_a_document_users_never_see() -> None:
+    cited = [
+        f"{path.relative_to(REPO)}: {match.group(0)}"
+        for path in _documents()
+        for match in CITATION.finditer(path.read_text())
+    ]
+    assert cited == []
+
+
+def test_the_readme_and_the_demo_put_da_on_the_path_alike() -> None:
+    activate = "source .venv/bin/activate"
+    assert activate in (REPO / "README.md").read_text()
+    assert activate in (REPO / "deploy" / "demo.sh").read_text().splitlines()[-2]
