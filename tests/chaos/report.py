@@ -28,6 +28,8 @@ class Report:
     table_problems: list[str] = field(default_factory=list)
     topic_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_burners: int = 0  # busy-loop processes run alongside on purpose
+    load_samples: list[float] = field(default_factory=list)  # 1-minute load average, each second
 
     @property
     def passed(self) -> bool:
@@ -44,6 +46,15 @@ class Report:
 def _by_domain(figures: dict[str, int]) -> str:
     parts = ", ".join(f"{d} {figures.get(d, 0):,}" for d in DOMAINS)
     return f"{sum(figures.values()):,} ({parts})"
+
+
+def _load(report: Report) -> str:
+    samples = report.load_samples or [0.0]
+    return (
+        f"{report.cpu_burners} CPU busy-loops added; 1-min load average "
+        f"mean {sum(samples) / len(samples):.1f}, max {max(samples):.1f} "
+        f"on {os.cpu_count()} cores"
+    )
 
 
 def render(report: Report) -> str:
@@ -68,6 +79,7 @@ def render(report: Report) -> str:
             f"{'yes' if not report.table_problems else report.table_problems} |",
             f"| learning DE topics equal to the oracle | "
             f"{'yes' if not report.topic_problems else report.topic_problems} |",
+            f"| machine load | {_load(report)} |",
             f"| wall time | {report.seconds} s |",
             f"| verdict | {'PASS' if report.passed else 'FAIL'} |",
         ]
