@@ -124,6 +124,12 @@ class StoreProcessor(Generic[E]):
         rebalance then waits here, retrying, because starting anywhere else would be wrong. (If
         that outlasts max.poll.interval.ms the group moves on without us; the compare-and-set
         keeps whatever we do afterwards from applying anything twice.)"""
+        if not partitions:
+            # A cooperative rebalance tells every member "nothing new" in each round: there is
+            # no offset to read, and waiting on a database that is down would only hold up the
+            # group's next round.
+            consumer.incremental_assign([])
+            return
         delay = 0.5
         while True:
             try:
