@@ -275,7 +275,7 @@ def main() -> None:
             f"--lessons {args.lessons} --rate {args.rate:g} --fault-every {args.fault_every:g} "
             f"--seed {args.seed} --load {args.load} --min-faults {args.min_faults}"
         )
-        record(args.record, arguments, table)
+        record(args.record, arguments, table, report)
     raise SystemExit(0 if report.passed else 1)
 
 
