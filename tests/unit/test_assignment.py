@@ -130,16 +130,7 @@ def test_a_partition_the_consumer_dropped_is_released_from_the_processor() -> No
         if stats.batches == 1:
             consumer.assigned.discard(("in", 1))
 
-    stats = run(
-        consumer,
-        proc,
-        ["in"],
-        batch_size=4,
-        poll_timeout_s=0.01,
-        stop=Stopper(),
-        idle_stop_s=0.3,
-        on_batch=drop_partition_1_unseen,
-    )
+    stats = _run(consumer, proc, drop_partition_1_unseen)
     assert stats.partitions_released == 1 and proc.revoked_calls == [[1]]
     assert stats.partition_states() == [("in", 0, "processing")]
 
