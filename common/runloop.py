@@ -110,6 +110,11 @@ class Processor(Protocol):
         """Handle the batch and commit it, outputs and offsets together. Invalid events go to the
         dead-letter topic within the same commit. Raising means nothing was committed."""
 
+    def tick(self, now: float) -> None:
+        """Called every turn of the loop (``now``: ``time.monotonic()``), with or without a
+        batch: work that must not wait for the next message (an outbox whose relay failed).
+        Must not block for long; a transient fault is the processor's to retry later."""
+
     def close(self) -> None:
         """Release what the processor holds; the consumer is still open."""
 
@@ -209,6 +214,7 @@ def run(
             except StopRequested as exc:
                 log.info("%s", exc)
                 break
+            processor.tick(time.monotonic())
             if not batch:
                 continue
             last_data = time.monotonic()

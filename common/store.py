@@ -19,13 +19,15 @@ Commit sequence:
    and dead-lettered), commit;
 4. commit the same offsets to Kafka, asynchronously and only so that lag tools see progress;
 5. run the after-commit hook, if any (the outbox relay, ``common.outbox``): what it sends is
-   already durable in the database, so a transient fault there is logged and retried after the
-   next batch, never a reason to retry this one.
+   already durable in the database, so a transient fault there is logged and retried on a later
+   turn of the loop (``tick``), with or without new input, never a reason to retry this batch.
+   An instance also runs it once on start, for what a stopped or crashed one left behind.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -107,6 +109,10 @@ class StoreProcessor(Generic[E]):
         # Next offset per assigned partition as stored in the database; None: no row yet.
         self._stored: dict[tuple[str, int], int | None] = {}
         self.dead_lettered = 0
+        # When the after-commit hook is due again (monotonic seconds): it last failed, or this
+        # instance has not run it yet. None: nothing is due.
+        self._after_commit_due: float | None = None if after_commit is None else 0.0
+        self._after_commit_delay = 0.5
 
     def _db(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
@@ -205,14 +211,30 @@ class StoreProcessor(Generic[E]):
         # Step 4
         consumer.commit(offsets=next_offsets(batch), asynchronous=True)
         # Step 5
-        if self.after_commit is not None:
-            try:
-                self.after_commit(self._db())
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self._drop_connection_if_broken()
-                log.warning("after the commit: %s; trying again after the next batch", exc)
+        self._run_after_commit(now=None)
+
+    def tick(self, now: float) -> None:
+        if self._after_commit_due is not None and now >= self._after_commit_due:
+            self._run_after_commit(now)
+
+    def _run_after_commit(self, now: float | None) -> None:
+        """The after-commit hook; a transient fault schedules it again (backing off), so what
+        the last batch left in the outbox is sent even if no other message ever arrives."""
+        if self.after_commit is None:
+            return
+        try:
+            self.after_commit(self._db())
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._drop_connection_if_broken()
+            wait = self._after_commit_delay
+            self._after_commit_delay = min(30.0, wait * 2)
+            self._after_commit_due = (time.monotonic() if now is None else now) + wait
+            log.warning("after the commit: %s; trying again in %.1fs", exc, wait)
+            return
+        self._after_commit_due = None
+        self._after_commit_delay = 0.5
 
     def _commit(
         self,

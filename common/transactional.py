@@ -110,6 +110,9 @@ class TransactionalProcessor:
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Nothing is in flight between batches."""
 
+    def tick(self, now: float) -> None:
+        """Nothing waits between batches."""
+
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
         self._abort_leftover()
         # Step 1

@@ -50,6 +50,9 @@ class Stored:
             self.processed.append((m.partition() or 0, m.offset() or 0))
             self.stored[m.partition() or 0] = (m.offset() or 0) + 1
 
+    def tick(self, now: float) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -31,6 +31,9 @@ class Recorder:
             raise self.fail.pop(0)
         self.committed += [m.value() for m in batch]
 
+    def tick(self, now: float) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True
 
