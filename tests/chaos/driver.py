@@ -249,6 +249,12 @@ def main() -> None:
     parser.add_argument(
         "--min-faults", type=int, default=0, help="keep injecting after the stream until then"
     )
+    parser.add_argument(
+        "--converge",
+        type=float,
+        default=300.0,
+        help="seconds the tables get to match after the stream (a loaded machine needs more)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path(".da/chaos"))
     parser.add_argument("--record", type=Path)
     args = parser.parse_args()
@@ -264,6 +270,7 @@ def main() -> None:
         mix,
         args.rate,
         args.fault_every,
+        converge_s=args.converge,
         min_faults=args.min_faults,
         load=args.load,
     )
@@ -273,7 +280,8 @@ def main() -> None:
         arguments = (
             f"--fulfillments {args.fulfillments} --students {args.students} --units {args.units} "
             f"--lessons {args.lessons} --rate {args.rate:g} --fault-every {args.fault_every:g} "
-            f"--seed {args.seed} --load {args.load} --min-faults {args.min_faults}"
+            f"--seed {args.seed} --load {args.load} --min-faults {args.min_faults} "
+            f"--converge {args.converge:g}"
         )
         record(args.record, arguments, table, report)
     raise SystemExit(0 if report.passed else 1)
