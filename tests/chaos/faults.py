@@ -100,7 +100,11 @@ class Chaos:
             for instance in extra:
                 self.stages.start(instance)
             self._scaled.add(stage)
-            self._wait(self.rng.uniform(2.0, 6.0))  # long enough to join, maybe to be assigned
+        # Past their start-up checks (a stop during those is no rebalance), and then at once: the
+        # group's rebalance, which takes a while, then assigns them partitions with the database
+        # down, so their assignment callbacks are waiting for it when the stop comes.
+        for instance in extra:
+            self._wait_for_line(instance, "consuming ", timeout_s=120.0)
         log.info("scaling %s in while PostgreSQL restarts", stage)
         launcher_pg.stop(self.stack_dir)
         self._wait(self.rng.uniform(0.5, 2.0))
@@ -123,6 +127,14 @@ class Chaos:
             for instance in (f"{stage}-2", f"{stage}-3"):
                 self.stages.stop(instance)
         self._scaled.clear()
+
+    def _wait_for_line(self, instance: str, text: str, timeout_s: float) -> None:
+        """Until the instance (this start of it) has logged ``text``, exited, or time is up."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self.stages.logged(instance, text):
+            if self.stages.procs[instance].poll() is not None:
+                return
+            self._wait(0.5)
 
     def _wait(self, seconds: float) -> None:
         end = time.monotonic() + seconds
