@@ -111,6 +111,9 @@ class Guarded:
             self._suspect.pop(tp, None)
         self.inner.revoked(partitions)
 
+    def tick(self, now: float) -> None:
+        self.inner.tick(now)
+
     def close(self) -> None:
         self.inner.close()
         self._settle(set(self._clean))
