@@ -49,8 +49,12 @@ demo-stop:
 	bash deploy/demo.sh stop
 
 # Fault injection at scale (~100,000 events); its figures go to docs/reliability.md.
+# Under deliberate load and another seed: make chaos CHAOS_LOAD=2 CHAOS_SEED=3
+CHAOS_LOAD ?= 0
+CHAOS_SEED ?= 1
+CHAOS_MIN_FAULTS ?= 0
 chaos: deps
-	$(PY) -m tests.chaos.driver --fulfillments 9000 --students 400 --units 4 --lessons 4 --rate 2000 --fault-every 5 --record docs/reliability.md
+	$(PY) -m tests.chaos.driver --fulfillments 9000 --students 400 --units 4 --lessons 4 --rate 2000 --fault-every 5 --seed $(CHAOS_SEED) --load $(CHAOS_LOAD) --min-faults $(CHAOS_MIN_FAULTS) --record docs/reliability.md
 
 # Poison messages of every class and random adversarial ones through the real processes, for
 # FUZZ_MINUTES; its figures go to docs/reliability.md.

@@ -11,7 +11,8 @@ at all. After each commit the store processor runs ``OutboxRelay.relay``:
 
 A crash between 2 and 3 sends those rows again on the next relay: downstream DEPs dedupe by DE
 identity (root event id + name), so a second delivery changes nothing. A relay that cannot reach
-the broker leaves the rows and tries again after the next batch.
+the broker leaves the rows; the store processor tries again on the run loop's next turns,
+backing off, whether or not more input arrives.
 
 Where a second delivery would be seen (answers to commands, broadcasts a subscriber counts), the
 relay is given a ``RelayMarker`` and a transactional producer, and sends each batch exactly once:

@@ -25,6 +25,9 @@ timers really run.
 
 SIGTERM and SIGINT set a flag that the loop reads between batches: the batch in hand is finished
 and committed, the consumer leaves its group, and ``run`` returns.
+
+What the loop processes is the consumer's real assignment, reconciled every turn with what the
+processor was told (``common.assignment``): no fetched message is dropped unseen.
 """
 
 from __future__ import annotations
@@ -34,14 +37,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from common import faults
+from common.assignment import Ownership
 
 log = logging.getLogger(__name__)
 # How often an idle loop stores the consumer's positions (``Processor.idle``).
@@ -67,7 +71,9 @@ class Consumer(Protocol):
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Any]: ...
     def seek(self, partition: TopicPartition) -> None: ...
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+    def assignment(self) -> list[TopicPartition]: ...
     def incremental_assign(self, partitions: list[TopicPartition]) -> None: ...
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None: ...
     def commit(self, *args: Any, **kwargs: Any) -> Any: ...
     def consumer_group_metadata(self) -> Any: ...
     def close(self) -> None: ...
@@ -190,6 +196,23 @@ class RunStats:
     batches: int = 0
     messages: int = 0
     retries: int = 0
+    # Ownership (common.assignment). Partitions librdkafka assigned without the processor
+    # knowing, adopted; partitions the processor held that the consumer no longer had, released;
+    # fetched messages of partitions the processor did not hold, rewound; fetched messages of
+    # partitions revoked in the same consume(), left to their new owner.
+    partitions_reconciled: int = 0
+    partitions_released: int = 0
+    messages_rewound_unowned: int = 0
+    messages_after_revoke: int = 0
+    # Every partition of the consumer's assignment -> what it is doing (see partition_states).
+    partitions: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def partition_states(self) -> list[tuple[str, int, str]]:
+        """(topic, partition, state) for every assigned partition: ``processing``,
+        ``assigning: ...`` (the processor is choosing start offsets, e.g. waiting for the
+        database) or ``backing off: <fault>`` (the batch in hand waits to be retried). Safe to
+        call from another thread."""
+        return sorted((t, p, state) for (t, p), state in dict(self.partitions).items())
 
 
 def run(
@@ -209,23 +232,10 @@ def run(
     nothing arrived for ``idle_stop_s``)."""
     stats = RunStats()
     backoff = 0.0
-    owned: set[tuple[str, int]] = set()
-
-    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("assigned %s", _fmt(partitions))
-        processor.assigned(c, partitions)
-        owned.update((p.topic, p.partition) for p in partitions)
-        if observer is not None:
-            observer.assigned(partitions)
-
-    def on_revoke(_c: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %s", _fmt(partitions))
-        owned.difference_update((p.topic, p.partition) for p in partitions)
-        processor.revoked(partitions)
-        if observer is not None:
-            observer.revoked(partitions)
-
-    consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+    owner = Ownership(processor, stats, observer)
+    consumer.subscribe(
+        topics, on_assign=owner.on_assign, on_revoke=owner.on_revoke, on_lost=owner.on_lost
+    )
     last_data = last_advance = time.monotonic()
     try:
         while not stop.is_set():
@@ -235,13 +245,13 @@ def run(
                 break
             try:
                 polled = consumer.consume(batch_size, poll_timeout_s)
+                batch = owner.take(consumer, polled)
             except StopRequested as exc:
                 log.info("%s", exc)
                 break
             if observer is not None:
                 observer.turned(consumer)
-            # A consume() that ran a revocation may still return messages fetched before it.
-            batch = [m for m in polled if _usable(m) and (m.topic(), m.partition()) in owned]
+            owned = set(stats.partitions)
             if not polled and owned and time.monotonic() - last_advance >= IDLE_ADVANCE_S:
                 last_advance = time.monotonic()
                 _advance(consumer, processor, owned)
@@ -260,8 +270,11 @@ def run(
                 backoff = min(30.0, max(0.5, backoff * 2))
                 log.warning("transient fault, retrying the batch in %.1fs: %s", backoff, exc)
                 rewind(consumer, batch)
+                owner.backing_off(str(exc))
                 stop.wait(backoff)
                 continue
+            if backoff:
+                owner.resumed()
             backoff = 0.0
             stats.batches += 1
             stats.messages += len(batch)
@@ -304,18 +317,3 @@ def rewind(consumer: Consumer, batch: Sequence[Message]) -> None:
     """Seek every partition of the batch back to the batch's first offset in it."""
     for (topic, partition), off in first_offsets(batch).items():
         consumer.seek(TopicPartition(topic, partition, off))
-
-
-def _usable(m: Message) -> bool:
-    err = m.error()
-    if err is None:
-        return True
-    if err.fatal():
-        raise KafkaException(err)
-    if err.code() != KafkaError._PARTITION_EOF:
-        log.warning("consumer: %s", err)
-    return False
-
-
-def _fmt(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

@@ -20,7 +20,7 @@ Commit sequence:
 4. commit the same offsets to Kafka, asynchronously and only so that lag tools see progress;
 5. run the after-commit hook, if any (the outbox relay, ``common.outbox``): what it sends is
    already durable in the database, so a transient fault there is logged and retried after the
-   next batch or tick, never a reason to retry this one.
+   next batch or tick (with or without new input), never a reason to retry this one.
 
 On the run loop's ticks (``common.ticks``) a handler with timers runs them in a transaction of
 their own, and the after-commit hook runs again, so what waits in the outbox leaves when idle.
@@ -135,6 +135,12 @@ class StoreProcessor(Generic[E]):
         rebalance then waits here, retrying, because starting anywhere else would be wrong. (If
         that outlasts max.poll.interval.ms the group moves on without us; the compare-and-set
         keeps whatever we do afterwards from applying anything twice.)"""
+        if not partitions:
+            # A cooperative rebalance tells every member "nothing new" in each round: there is
+            # no offset to read, and waiting on a database that is down would only hold up the
+            # group's next round.
+            consumer.incremental_assign([])
+            return
         delay = 0.5
         while True:
             try:
@@ -247,7 +253,7 @@ class StoreProcessor(Generic[E]):
                 if not is_transient(exc):
                     raise
                 self._drop_connection_if_broken()
-                log.warning("after the commit: %s; trying again after the next batch", exc)
+                log.warning("after the commit: %s; trying again on the next tick", exc)
 
     def _commit(
         self,

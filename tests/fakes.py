@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 
 @dataclass
@@ -43,40 +43,97 @@ class FakeMessage:
 
 @dataclass
 class FakeConsumer:
-    """Serves a fixed log per partition; ``seek`` moves the read position like Kafka's."""
+    """Serves a fixed log per assigned partition; ``seek`` moves the read position like Kafka's.
+
+    Rebalances behave as with confluent-kafka: ``rebalance`` queues one that the next
+    ``consume`` runs through the callbacks first, and a callback that neither assigns nor
+    unassigns (or raises) gets the assignment changed for it; a callback's exception makes that
+    ``consume`` raise and lose what it had fetched. ``assign_unseen`` changes the assignment
+    without any callback, as that fallback does when a callback fails."""
 
     log: dict[tuple[str, int], list[FakeMessage]]
     at: dict[tuple[str, int], int] = field(default_factory=dict)
     committed: list[TopicPartition] = field(default_factory=list)
     closed: bool = False
     seeks: list[TopicPartition] = field(default_factory=list)
+    assigned: set[tuple[str, int]] = field(default_factory=set)
+    pending: list[tuple[str, list[TopicPartition]]] = field(default_factory=list)
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    group: list[tuple[str, int]] | None = None  # what subscribing assigns; None: every partition
+    _changed: bool = False
 
     def subscribe(
         self, topics: list[str], on_assign: Any = None, on_revoke: Any = None, on_lost: Any = None
     ) -> None:
-        parts = [TopicPartition(t, p) for (t, p) in self.log if t in topics]
-        for tp in parts:
-            self.at.setdefault((tp.topic, tp.partition), 0)
-        if on_assign is not None:
-            on_assign(self, parts)
+        self.callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost or on_revoke}
+        group = self.log if self.group is None else self.group
+        self._rebalance("assign", [TopicPartition(t, p) for (t, p) in group if t in topics])
+
+    def rebalance(self, kind: str, partitions: list[TopicPartition]) -> None:
+        """Queue an "assign", "revoke" or "lost" for the next ``consume``; "unseen" assigns
+        without any callback."""
+        self.pending.append((kind, partitions))
+
+    def assign_unseen(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            key = (p.topic, p.partition)
+            self.assigned.add(key)
+            self.at[key] = self._committed(key)
+
+    def _committed(self, key: tuple[str, int]) -> int:
+        """The group's committed offset (the last commit of the partition), else the earliest."""
+        done = [tp.offset for tp in self.committed if (tp.topic, tp.partition) == key]
+        return done[-1] if done else 0
+
+    def _rebalance(self, kind: str, partitions: list[TopicPartition]) -> None:
+        if kind == "unseen":
+            self.assign_unseen(partitions)
+            return
+        self._changed = False
+        callback = self.callbacks.get(kind)
+        try:
+            if callback is not None:
+                callback(self, partitions)
+        finally:
+            if not self._changed:
+                if kind == "assign":
+                    self.assign_unseen(partitions)
+                else:
+                    self.assigned -= {(p.topic, p.partition) for p in partitions}
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
         out: list[FakeMessage] = []
         for tp, msgs in self.log.items():
+            if tp not in self.assigned:
+                continue
             pos = self.at[tp]
             take = msgs[pos : pos + num_messages - len(out)]
             out += take
             self.at[tp] = pos + len(take)
+        while self.pending:
+            self._rebalance(*self.pending.pop(0))  # raising: the fetched messages are lost
         return out
 
     def seek(self, partition: TopicPartition) -> None:
         self.seeks.append(partition)
         self.at[(partition.topic, partition.partition)] = partition.offset
 
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        self._changed = True
         for tp in partitions:
-            if tp.offset >= 0:
-                self.at[(tp.topic, tp.partition)] = tp.offset
+            key = (tp.topic, tp.partition)
+            if key in self.assigned:
+                raise KafkaException(KafkaError(KafkaError._CONFLICT, f"{key} already assigned"))
+            self.assigned.add(key)
+            self.at[key] = tp.offset if tp.offset >= 0 else self._committed(key)
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        self._changed = True
+        for tp in partitions:
+            self.assigned.discard((tp.topic, tp.partition))
 
     def commit(self, *args: Any, **kwargs: Any) -> Any:
         self.committed += list(kwargs.get("offsets", []))

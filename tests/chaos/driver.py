@@ -15,6 +15,8 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -34,7 +36,7 @@ from common.topics import Topics
 from common.transactional import EXIT_WEDGED
 from dep import registry
 from tests import learning_check
-from tests.chaos.faults import Chaos
+from tests.chaos.faults import Chaos, cpu_burners
 from tests.chaos.mixed import COMMANDS, DOMAINS, Mix, Stream, make_stream, poison_targets
 from tests.chaos.report import Report, record, render
 from tests.e2e.pipeline import Stages
@@ -97,8 +99,26 @@ def run(
     converge_s: float = 300.0,
     min_faults: int = 0,
     poison_every: int = 997,
+    load: int = 0,
 ) -> Report:
-    """``min_faults``: keep injecting after the stream ended until that many were injected."""
+    """``min_faults``: keep injecting after the stream ended until that many were injected.
+    ``load``: CPU busy-loop processes kept running alongside, for a deliberately busy machine."""
+    with cpu_burners(load):
+        report = _run(workdir, seed, mix, rate, fault_every_s, converge_s, min_faults, poison_every)
+    report.cpu_burners = load
+    return report
+
+
+def _run(
+    workdir: Path,
+    seed: int,
+    mix: Mix,
+    rate: float,
+    fault_every_s: float,
+    converge_s: float,
+    min_faults: int,
+    poison_every: int,
+) -> Report:
     report = Report()
     t0 = time.monotonic()
     stack_dir = workdir / "stack"
@@ -136,9 +156,7 @@ def run(
     poisoned: Counter[str] = Counter()
     watching = threading.Event()
     try:
-        threading.Thread(
-            target=_watch_parked, args=(settings, report, watching), daemon=True
-        ).start()
+        threading.Thread(target=_watch, args=(settings, report, watching), daemon=True).start()
         emitter = threading.Thread(
             # a daemon: a run that fails half way ends, not waits for the producer's flush
             target=emit,
@@ -208,8 +226,10 @@ def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Repor
         report.dead_lettered[stage] = len(letters)
 
 
-def _watch_parked(settings: Settings, report: Report, done: threading.Event) -> None:
+def _watch(settings: Settings, report: Report, done: threading.Event) -> None:
+    """Once a second: how loaded the machine is, and how many scores wait parked."""
     while not done.wait(1.0):
+        report.load_samples.append(os.getloadavg()[0])
         with contextlib.suppress(psycopg.Error):  # PostgreSQL restarting: the next look will do
             report.most_parked = max(report.most_parked, learning_check.parked(settings))
 
@@ -223,22 +243,47 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000)
     parser.add_argument("--fault-every", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--load", type=int, default=0, help="CPU busy-loop processes to run alongside"
+    )
+    parser.add_argument(
+        "--min-faults", type=int, default=0, help="keep injecting after the stream until then"
+    )
+    parser.add_argument(
+        "--converge",
+        type=float,
+        default=300.0,
+        help="seconds the tables get to match after the stream (a loaded machine needs more)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path(".da/chaos"))
     parser.add_argument("--record", type=Path)
     args = parser.parse_args()
+    # A stopped run still stops its stages, its stack and its CPU burners (a background job
+    # ignores SIGINT, so SIGTERM is how it gets stopped).
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     shutil.rmtree(args.workdir, ignore_errors=True)
     mix = Mix(args.fulfillments, args.students, args.units, args.lessons)
-    report = run(args.workdir, args.seed, mix, args.rate, args.fault_every)
+    report = run(
+        args.workdir,
+        args.seed,
+        mix,
+        args.rate,
+        args.fault_every,
+        converge_s=args.converge,
+        min_faults=args.min_faults,
+        load=args.load,
+    )
     table = render(report)
     print(table)
     if args.record:
         arguments = (
             f"--fulfillments {args.fulfillments} --students {args.students} --units {args.units} "
             f"--lessons {args.lessons} --rate {args.rate:g} --fault-every {args.fault_every:g} "
-            f"--seed {args.seed}"
+            f"--seed {args.seed} --load {args.load} --min-faults {args.min_faults} "
+            f"--converge {args.converge:g}"
         )
-        record(args.record, arguments, table)
+        record(args.record, arguments, table, report)
     raise SystemExit(0 if report.passed else 1)
 
 

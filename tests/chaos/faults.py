@@ -2,24 +2,35 @@
 
 Every kind runs on a seeded schedule: SIGKILL a stage instance and restart it; scale a stage out
 to three instances and, at its next turn, back to one (SIGTERM); restart the Kafka broker;
-restart PostgreSQL. The supervisor plays the orchestrator: an instance that exits without being
-told to (a stage gives up when the broker is away at start-up, say) is started again.
+restart PostgreSQL; and scale a DEP in while PostgreSQL restarts (the instances leaving are
+then waiting for the database in their assignment callback, the one staying takes their
+partitions over as the database comes back). The supervisor plays the orchestrator: an
+instance that exits without being told to (a stage gives up when the broker is away at start-up,
+say) is started again.
+
+``cpu_burners`` loads the machine on purpose for the whole run: rebalances, session timeouts and
+database restarts then overlap as they do on a busy host, which is where ownership defects hide.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cli import launcher_kafka, launcher_pg
 from tests.e2e.pipeline import Stages
 
 log = logging.getLogger("chaos")
+TRANSFORMS = ("gep", "demux")  # Kafka to Kafka: no database in their rebalance callbacks
 
-KINDS = ("kill", "scale", "broker", "postgres")
+KINDS = ("kill", "scale", "broker", "postgres", "scale-in-db-down")
 
 
 class Chaos:
@@ -73,12 +84,35 @@ class Chaos:
             after = launcher_kafka.start(self.stack_dir)
             if after != before:  # the stages would never find it again
                 raise RuntimeError(f"broker came back at {after}, not {before}")
-        else:
+        elif kind == "postgres":
             launcher_pg.stop(self.stack_dir)
             self._wait(self.rng.uniform(1.0, 3.0))
             launcher_pg.start(self.stack_dir)
+        else:
+            self._scale_in_while_the_database_restarts()
         self.injected[kind] += 1
         return kind
+
+    def _scale_in_while_the_database_restarts(self) -> None:
+        stage = self.rng.choice(sorted(s for s in self.stages.commands if s not in TRANSFORMS))
+        extra = [f"{stage}-2", f"{stage}-3"]
+        if stage not in self._scaled:
+            for instance in extra:
+                self.stages.start(instance)
+            self._scaled.add(stage)
+        # Past their start-up checks (a stop during those is no rebalance), and then at once: the
+        # group's rebalance, which takes a while, then assigns them partitions with the database
+        # down, so their assignment callbacks are waiting for it when the stop comes.
+        for instance in extra:
+            self._wait_for_line(instance, "consuming ", timeout_s=120.0)
+        log.info("scaling %s in while PostgreSQL restarts", stage)
+        launcher_pg.stop(self.stack_dir)
+        self._wait(self.rng.uniform(0.5, 2.0))
+        for instance in extra:
+            self.stages.stop(instance)
+        self._scaled.discard(stage)
+        self._wait(self.rng.uniform(0.5, 2.0))
+        launcher_pg.start(self.stack_dir)
 
     def supervise(self) -> None:
         """Start again every instance that exited on its own."""
@@ -94,8 +128,29 @@ class Chaos:
                 self.stages.stop(instance)
         self._scaled.clear()
 
+    def _wait_for_line(self, instance: str, text: str, timeout_s: float) -> None:
+        """Until the instance (this start of it) has logged ``text``, exited, or time is up."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not self.stages.logged(instance, text):
+            if self.stages.procs[instance].poll() is not None:
+                return
+            self._wait(0.5)
+
     def _wait(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.supervise()
             time.sleep(0.2)
+
+
+@contextmanager
+def cpu_burners(count: int) -> Iterator[None]:
+    """``count`` processes that each keep a core busy until the block ends."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in burners:
+            proc.kill()
+        for proc in burners:
+            proc.wait()

@@ -28,6 +28,8 @@ class Report:
     table_problems: list[str] = field(default_factory=list)
     topic_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_burners: int = 0  # busy-loop processes run alongside on purpose
+    load_samples: list[float] = field(default_factory=list)  # 1-minute load average, each second
 
     @property
     def passed(self) -> bool:
@@ -44,6 +46,15 @@ class Report:
 def _by_domain(figures: dict[str, int]) -> str:
     parts = ", ".join(f"{d} {figures.get(d, 0):,}" for d in DOMAINS)
     return f"{sum(figures.values()):,} ({parts})"
+
+
+def _load(report: Report) -> str:
+    samples = report.load_samples or [0.0]
+    return (
+        f"{report.cpu_burners} CPU busy-loops added; 1-min load average "
+        f"mean {sum(samples) / len(samples):.1f}, max {max(samples):.1f} "
+        f"on {os.cpu_count()} cores"
+    )
 
 
 def render(report: Report) -> str:
@@ -68,23 +79,52 @@ def render(report: Report) -> str:
             f"{'yes' if not report.table_problems else report.table_problems} |",
             f"| learning DE topics equal to the oracle | "
             f"{'yes' if not report.topic_problems else report.topic_problems} |",
+            f"| machine load | {_load(report)} |",
             f"| wall time | {report.seconds} s |",
             f"| verdict | {'PASS' if report.passed else 'FAIL'} |",
         ]
     )
 
 
-def record(path: Path, arguments: str, table: str) -> None:
+RUNS_HEADER = (
+    "| when (UTC) | arguments | faults | machine load | lost | duplicates | table problems "
+    "| wall time | verdict |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def record(path: Path, arguments: str, table: str, report: Report) -> None:
+    """The run's table replaces the latest one; a one-line summary is added to the list of
+    recorded runs, so runs with different seeds and loads stay side by side."""
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    begin, end = "<!-- chaos:begin -->", "<!-- chaos:end -->"
     text = path.read_text() if path.is_file() else ""
     section = (
-        f"{begin}\n## Latest `make chaos` run: {when}\n\n"
+        f"## Latest `make chaos` run: {when}\n\n"
         f"`python -m tests.chaos.driver {arguments}` on "
-        f"{os.cpu_count()} cores, {platform.platform()}\n\n{table}\n{end}"
+        f"{os.cpu_count()} cores, {platform.platform()}\n\n{table}"
     )
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
+    text = _replace(text, "chaos", section)
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(report.faults.items()))
+    row = (
+        f"| {when[:-4]} | `{arguments}` | {faults} | {_load(report)} "
+        f"| {sum(report.lost.values()):,} | {sum(report.duplicates.values()):,} "
+        f"| {len(report.table_problems) + len(report.topic_problems)} | {report.seconds} s "
+        f"| {'PASS' if report.passed else 'FAIL'} |"
+    )
+    runs = _between(text, "chaos-runs") or RUNS_HEADER
+    text = _replace(text, "chaos-runs", f"{runs}\n{row}")
     path.write_text(text)
+
+
+def _between(text: str, name: str) -> str | None:
+    begin, end = f"<!-- {name}:begin -->\n", f"\n<!-- {name}:end -->"
+    if begin in text and end in text:
+        return text[text.index(begin) + len(begin) : text.index(end)]
+    return None
+
+
+def _replace(text: str, name: str, body: str) -> str:
+    begin, end = f"<!-- {name}:begin -->\n", f"\n<!-- {name}:end -->"
+    block = f"{begin}{body}{end}"
+    if begin in text and end in text:
+        return text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    return text.rstrip() + "\n\n" + block + "\n"

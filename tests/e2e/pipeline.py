@@ -74,6 +74,12 @@ class Stages:
         ):
             time.sleep(0.2)
 
+    def logged(self, instance: str, text: str) -> bool:
+        """Whether this start of the instance has logged ``text`` yet."""
+        with (self.logs / f"{instance}.log").open("rb") as log:
+            log.seek(self._log_start[instance])
+            return text.encode() in log.read()
+
     def stop(self, instance: str) -> None:
         """SIGTERM: finish the batch, commit, leave the group, exit 0."""
         self._settled(instance)

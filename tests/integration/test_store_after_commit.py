@@ -1,6 +1,7 @@
 """The store processor's after-commit hook (step 5, where the outbox relay runs): it runs after
-the batch is durable; a transient fault in it neither undoes nor repeats the batch; a bug in it
-still ends the process."""
+the batch is durable; a transient fault in it neither undoes nor repeats the batch, and it is
+tried again by the run loop's turns even when no other message arrives; a bug in it still ends
+the process."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from common import db
 from common.deadletter import DeadLetterLimit
 from common.errors import TransientError
 from common.kafka import make_producer
-from common.runloop import Message, Stopper
+from common.runloop import Message, Stopper, run
 from common.settings import Settings
 from common.store import Cursor, StoreProcessor
 from tests.fakes import FakeConsumer, FakeMessage
@@ -64,6 +65,26 @@ def test_a_transient_fault_after_the_commit_keeps_the_batch(settings: Settings) 
     with db.connect(settings) as conn:
         assert conn.execute("SELECT next_offset FROM da_offsets").fetchall() == [(2,)]
     proc.close()
+
+
+def test_a_failed_hook_is_tried_again_without_new_input(settings: Settings) -> None:
+    outcomes: list[str] = []
+
+    def hook(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        kept = [str(r[0]) for r in conn.execute("SELECT v FROM kept ORDER BY v")]
+        if kept and "failed" not in outcomes:  # the first try after the last batch
+            outcomes.append("failed")
+            raise TransientError("broker away")
+        outcomes.append(f"ran with {kept}")
+
+    proc, consumer = _processor(settings, hook)
+    consumer.at[("de", 0)] = 0  # _processor assigned it already: run() assigns again
+    consumer.assigned.clear()
+    run(consumer, proc, ["de"], batch_size=10, poll_timeout_s=0.05, stop=Stopper(), idle_stop_s=3)
+    # After the batch (fails), and again on a later tick although nothing else arrived: what the
+    # batch put in the outbox is not stranded.
+    failed = outcomes.index("failed")
+    assert "ran with ['a', 'b']" in outcomes[failed + 1 :]
 
 
 def test_a_bug_after_the_commit_ends_the_process(settings: Settings) -> None:
