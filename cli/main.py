@@ -10,6 +10,7 @@ import typer
 from confluent_kafka import KafkaException
 
 from common.kafka import ServiceUnavailable
+from common.schema_registry import RegistryRefused
 from common.settings import Settings, SettingsError
 
 app = typer.Typer(
@@ -34,7 +35,7 @@ def load_settings() -> Settings:
 
 def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
-    from cli import collector, dlq, emit, learning, replay, show, stack, stages, workflow
+    from cli import collector, dlq, emit, learning, replay, schemas, show, stack, stages, workflow
 
     stack.register(app)
     emit.register(app)
@@ -45,6 +46,7 @@ def _register() -> None:
     learning.register(app)
     collector.register(app)
     workflow.register(app)
+    schemas.register(app)
 
 
 _register()
@@ -57,7 +59,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _one_line(exc: BaseException) -> str | None:
     """The operator's one line for a known fault; None for a bug (which keeps its traceback)."""
-    if isinstance(exc, SettingsError | ServiceUnavailable):
+    if isinstance(exc, SettingsError | ServiceUnavailable | RegistryRefused):
         return str(exc)
     if isinstance(exc, psycopg.OperationalError):
         return (

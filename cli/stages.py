@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import typer
 
+from cli.schemas import codec_for
 from collector.apps import MIGRATIONS as COLLECTOR_MIGRATIONS
 from common import db
-from common.codec import Codec
 from common.kafka import check_kafka, ensure_topics
 from common.launch import run_store, run_transform
 from common.runloop import Stopper
@@ -91,7 +91,7 @@ def gep_run() -> None:
     settings = _settings()
     stop = Stopper()
     stop.install()
-    gep = Gep(Topics(settings.namespace), Codec(), settings.max_message_bytes)
+    gep = Gep(Topics(settings.namespace), codec_for(settings), settings.max_message_bytes)
     run_transform(settings, GEP, gep, gep.input_topics(), stop)
 
 
@@ -101,7 +101,7 @@ def demux_run() -> None:
     settings = _settings()
     stop = Stopper()
     stop.install()
-    demux = Demux(Topics(settings.namespace), Codec())
+    demux = Demux(Topics(settings.namespace), codec_for(settings))
     run_transform(settings, DEMUX, demux, demux.input_topics(), stop)
 
 
@@ -116,7 +116,7 @@ def dep_run(name: str = typer.Argument(..., help="The DEP to run (see `da dep li
     stop = Stopper()
     stop.install()
     db.migrate(settings, registry.all_migrations())
-    handler = spec.build(settings, Codec())
+    handler = spec.build(settings, codec_for(settings))
     run_store(
         settings,
         dep_stage(name),

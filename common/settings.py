@@ -81,6 +81,12 @@ class Settings:
     max_crashes: int = 3
     # Tests only: a stage exits hard on a message containing this text, as a segfault would.
     test_crash_marker: str = ""
+    # A Confluent-compatible schema registry (its API root: Confluent, Redpanda or Karapace as
+    # is, Apicurio's ``.../apis/ccompat/v7``). Set: stages write the registry wire format and
+    # read both; empty: Avro single-object encoding with the schemas of schemas/ alone.
+    schema_registry_url: str = ""
+    # ``user:password`` for the registry's HTTP basic auth; empty: none.
+    schema_registry_basic_auth: str = ""
     # The HTTP collector (``da collector run``). Loopback unless told otherwise: a container
     # sets DA_COLLECTOR_HOST=0.0.0.0.
     collector_host: str = "127.0.0.1"
@@ -159,6 +165,12 @@ class Settings:
             raise SettingsError(
                 "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S and DA_PARK_TIMEOUT_S must be positive"
             )
+        if self.schema_registry_url and not self.schema_registry_url.startswith(
+            ("http://", "https://")
+        ):
+            raise SettingsError("DA_SCHEMA_REGISTRY_URL must be an http:// or https:// URL")
+        if self.schema_registry_basic_auth and ":" not in self.schema_registry_basic_auth:
+            raise SettingsError("DA_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
         self._validate_collector()
 
     def _validate_collector(self) -> None:

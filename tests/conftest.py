@@ -52,12 +52,25 @@ def services() -> Iterator[Services]:
         yield found
 
 
+@pytest.fixture(scope="session")
+def schema_registry(services: Services) -> str:
+    """The URL of a real Confluent-compatible schema registry."""
+    if not services.schema_registry_url:
+        reason = f"no schema registry with the services from the {services.origin}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return services.schema_registry_url
+
+
 @pytest.fixture
 def settings(services: Services) -> Iterator[Settings]:
-    """Settings on the real services, with a fresh namespace (topics, groups) and schema."""
+    """Settings on the real services, with a fresh namespace (topics, groups) and schema; the
+    registry wire format whenever a registry runs with them."""
     current = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
         database_url=services.database_url,
+        schema_registry_url=services.schema_registry_url,
         namespace=f"t{uuid.uuid4().hex[:10]}",
         database_schema=f"t_{uuid.uuid4().hex[:10]}",
         partitions=3,
@@ -87,4 +100,5 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DA_BATCH_SIZE": str(settings.batch_size),
         "DA_POLL_TIMEOUT_S": str(settings.poll_timeout_s),
         "DA_IO_TIMEOUT_S": str(settings.io_timeout_s),
+        "DA_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
     }

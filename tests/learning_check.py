@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cli.schemas import codec_for
 from common import db
 from common.codec import Codec
 from common.events import SystemEvent, UsageEvent
@@ -106,7 +107,7 @@ def check_topics(
 ) -> TopicCheck:
     """Every learning DE topic against the oracle. ``poison``: topic -> poison messages on it
     (read past, but counted in when waiting for a topic to be complete)."""
-    topics, codec, out = Topics(settings.namespace), Codec(), TopicCheck()
+    topics, codec, out = Topics(settings.namespace), codec_for(settings), TopicCheck()
     extra = poison or Counter()
 
     def read(topic: str, expect: int) -> list[Any]:
@@ -126,9 +127,8 @@ def check_topics(
         decoded_sys = Counter(_system(SystemEvent.decode(codec, m.value())) for m in got)
         _count(out, bucket, decoded_sys, sys_des)
     for bucket, up in want.rollup.items():
-        out.problems += _rollup_problems(
-            bucket, read(topics.sink_bucket("dep", bucket), len(up)), want, up
-        )
+        got = read(topics.sink_bucket("dep", bucket), len(up))
+        out.problems += _rollup_problems(bucket, got, want, up, codec)
     return out
 
 
@@ -141,8 +141,9 @@ def _count(out: TopicCheck, bucket: str, got: Counter[Any], want: Counter[Any]) 
         out.problems.append(f"demux {bucket}: {lost} DEs missing, {extra} beyond the oracle")
 
 
-def _rollup_problems(bucket: str, got: list[Any], want: Expected, up: set[De]) -> list[str]:
-    codec = Codec()
+def _rollup_problems(
+    bucket: str, got: list[Any], want: Expected, up: set[De], codec: Codec
+) -> list[str]:
     decoded = [UsageEvent.decode(codec, m.value()) for m in got]
     # The relay is at least once (downstream dedupes by identity): a repeat is the same bytes.
     if len({m.value() for m in got}) != len({d.identity for d in decoded}):

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import psycopg
 
+from cli.schemas import codec_for
 from cli.stack import start_stack, stop_stack
 from cli.stages import all_topics
 from common import db
-from common.codec import Codec
 from common.events import FulfillmentEvent
 from common.kafka import ensure_topics, producer_config
 from common.settings import Settings
@@ -106,6 +106,7 @@ def run(
     settings = Settings(
         kafka_bootstrap_servers=info.kafka_bootstrap_servers,
         database_url=info.database_url,
+        schema_registry_url=info.schema_registry_url,
         namespace=f"chaos{uuid.uuid4().hex[:8]}",
         database_schema="chaos",
         partitions=6,
@@ -116,6 +117,7 @@ def run(
     env = {
         "DA_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DA_DATABASE_URL": settings.database_url,
+        "DA_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "DA_NAMESPACE": settings.namespace,
         "DA_DATABASE_SCHEMA": settings.database_schema,
         "DA_BATCH_SIZE": "500",
@@ -196,7 +198,7 @@ def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Repor
     des = read_topic(
         settings, topics.sink("demux", "fulfillment.welcome"), expect=len(rows), timeout_s=180
     )
-    codec = Codec()
+    codec = codec_for(settings)
     got = Counter(
         FulfillmentEvent.decode(codec, m.value()).event_id for m in des if m.key() != b"poison"
     )

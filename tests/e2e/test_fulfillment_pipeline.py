@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from cli.sample import COLUMNS, generate
-from common.codec import Codec
+from cli.schemas import codec_for
 from common.deadletter import H_REASON, header
 from common.events import FulfillmentEvent
 from common.settings import Settings
@@ -141,7 +141,7 @@ def replay_and_check(
         des = read_topic(settings, topics.sink("demux", "fulfillment.welcome"), expect=len(valid))
         # Every valid raw event (a duplicate row is a second delivery) made exactly one DE,
         # despite the faults: the Kafka transactions neither lost nor repeated one.
-        codec = Codec()
+        codec = codec_for(settings)
         sent = Counter(r["id"] for r in valid)
         assert Counter(FulfillmentEvent.decode(codec, m.value()).event_id for m in des) == sent
     finally:

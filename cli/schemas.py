@@ -1,0 +1,163 @@
+"""``da schemas register | check | list``: the schemas of ``schemas/`` in a schema registry.
+
+Which schema each topic carries is read off the stages: the canonical topic, each demux rule's
+buckets and ``SCHEMA``, each DEP's ``emits`` and ``emits_schema``. ``codec_for`` gives a stage
+the codec its settings ask for: the registry framing when a registry is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from common.codec import SCHEMAS_DIR, Codec
+from common.errors import TransientError
+from common.events.canonical import CANONICAL
+from common.kafka import ServiceUnavailable
+from common.schema_registry import (
+    COMPATIBILITY,
+    RegistryIds,
+    RegistryRefused,
+    TopicSchema,
+    avro,
+    call,
+    is_not_found,
+    lookup,
+    make_client,
+)
+from common.schema_registry import register as register_subject
+from common.settings import Settings, SettingsError
+from common.topics import Topics
+from demux.stage import RULES
+from dep.registry import DEPS
+
+schemas_app = typer.Typer(
+    help="The schemas of schemas/ in the schema registry (DA_SCHEMA_REGISTRY_URL).",
+    no_args_is_help=True,
+)
+T = TypeVar("T")
+
+
+def topic_schemas(namespace: str = "") -> list[TopicSchema]:
+    """Every topic that carries Avro records, with the schema of its values, by topic."""
+    topics = Topics(namespace)
+    found = {TopicSchema(topics.canonical, CANONICAL)}
+    for rule in set(RULES.values()):
+        found |= {TopicSchema(topics.sink_bucket(src, b), rule.SCHEMA) for src, b in rule.BUCKETS}
+    for spec in DEPS.values():
+        found |= {TopicSchema(topics.sink_bucket(s, b), spec.emits_schema) for s, b in spec.emits}
+    return sorted(found, key=lambda ts: ts.topic)
+
+
+def codec_for(settings: Settings) -> Codec:
+    """The codec a stage uses: registry framing when a registry is configured."""
+    if not settings.schema_registry_url:
+        return Codec()
+    ids = RegistryIds(make_client(settings), topic_schemas(settings.namespace))
+    return Codec(registry=ids)
+
+
+def markdown_table(codec: Codec | None = None) -> str:
+    """The topic -> subject -> schema table of ``docs/schemas.md``."""
+    codec = Codec() if codec is None else codec
+    lines = ["| topic | subject | schema (newest version) |", "|---|---|---|"]
+    for ts in topic_schemas():
+        newest = codec.latest(ts.schema).version
+        link = f"[`{ts.schema}` v{newest}](../schemas/{ts.schema}/v{newest}.avsc)"
+        lines.append(f"| `{ts.topic}` | `{ts.subject}` | {link} |")
+    return "\n".join(lines) + "\n"
+
+
+def _client() -> tuple[Settings, Any]:
+    from cli.main import load_settings
+
+    settings = load_settings()
+    if not settings.schema_registry_url:
+        raise SettingsError(
+            "DA_SCHEMA_REGISTRY_URL not set: run `da stack up`, or point it at your registry"
+        )
+    return settings, make_client(settings)
+
+
+def _reachable(request: Callable[[], T]) -> T:
+    try:
+        return request()
+    except TransientError as exc:
+        raise ServiceUnavailable(f"{exc}; start it with `da stack up`") from None
+
+
+_SCHEMAS_OPTION = typer.Option(SCHEMAS_DIR, "--schemas", help="The schema directory.")
+
+
+@schemas_app.command("register")
+def register_all(schemas: Path = _SCHEMAS_OPTION) -> None:
+    """Register every version of every schema under its topics' subjects (oldest first)."""
+    settings, client = _client()
+    codec = Codec(schemas)
+    for ts in topic_schemas(settings.namespace):
+        texts = [v.text for v in codec.versions(ts.schema)]
+        schema_id = _reachable(partial(register_subject, client, ts.subject, texts))
+        typer.echo(f"{ts.subject}: {ts.schema} v{len(texts)} is id {schema_id} ({COMPATIBILITY})")
+
+
+@schemas_app.command("check")
+def check(schemas: Path = _SCHEMAS_OPTION) -> None:
+    """Refuse (exit 1) a schema version the registry's subjects would not accept."""
+    settings, client = _client()
+    codec = Codec(schemas)
+    refused = 0
+    for ts in topic_schemas(settings.namespace):
+        for version in codec.versions(ts.schema):
+            verdict = _reachable(partial(_verdict, client, ts.subject, version.text))
+            if verdict != "compatible" or version is codec.latest(ts.schema):
+                typer.echo(f"{ts.subject}: {ts.schema} v{version.version} {verdict}")
+            refused += verdict.startswith("INCOMPATIBLE")
+    if refused:
+        typer.echo(
+            f"{refused} schema version(s) would break their subject's {COMPATIBILITY} "
+            "compatibility: give new fields defaults, never remove or retype one",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _verdict(client: Any, subject: str, text: str) -> str:
+    if lookup(client, subject, text) is not None:
+        return "registered"
+    try:
+        ok = call(lambda: client.test_compatibility(subject, avro(text)))
+    except RegistryRefused as exc:
+        if is_not_found(exc):
+            return "compatible (new subject)"
+        raise
+    return "compatible" if ok else f"INCOMPATIBLE with the registered versions ({COMPATIBILITY})"
+
+
+@schemas_app.command("list")
+def list_subjects(
+    markdown: bool = typer.Option(False, help="The docs/schemas.md table, no registry needed."),
+) -> None:
+    """Every topic with its subject and schema, and what the registry holds under it."""
+    if markdown:
+        typer.echo(markdown_table(), nl=False)
+        return
+    settings, client = _client()
+    codec = Codec()
+    for ts in topic_schemas(settings.namespace):
+        newest = codec.latest(ts.schema).version
+        try:
+            held = _reachable(partial(call, partial(client.get_latest_version, ts.subject)))
+            state = f"registry: version {held.version}, id {held.schema_id}"
+        except RegistryRefused as exc:
+            if not is_not_found(exc):
+                raise
+            state = "not registered"
+        typer.echo(f"{ts.topic}  {ts.subject}  {ts.schema} v{newest}  ({state})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(schemas_app, name="schemas")
