@@ -7,7 +7,8 @@ the codec its settings ask for: the registry framing when a registry is configur
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,7 +73,8 @@ def markdown_table(codec: Codec | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _client() -> tuple[Settings, Any]:
+@contextmanager
+def _client() -> Iterator[tuple[Settings, Any]]:
     from cli.main import load_settings
 
     settings = load_settings()
@@ -80,7 +82,8 @@ def _client() -> tuple[Settings, Any]:
         raise SettingsError(
             "DA_SCHEMA_REGISTRY_URL not set: run `da stack up`, or point it at your registry"
         )
-    return settings, make_client(settings)
+    with make_client(settings) as client:
+        yield settings, client
 
 
 def _reachable(request: Callable[[], T]) -> T:
@@ -96,8 +99,11 @@ _SCHEMAS_OPTION = typer.Option(SCHEMAS_DIR, "--schemas", help="The schema direct
 @schemas_app.command("register")
 def register_all(schemas: Path = _SCHEMAS_OPTION) -> None:
     """Register every version of every schema under its topics' subjects (oldest first)."""
-    settings, client = _client()
-    codec = Codec(schemas)
+    with _client() as (settings, client):
+        _register_all(settings, client, Codec(schemas))
+
+
+def _register_all(settings: Settings, client: Any, codec: Codec) -> None:
     for ts in topic_schemas(settings.namespace):
         texts = [v.text for v in codec.versions(ts.schema)]
         schema_id = _reachable(partial(register_subject, client, ts.subject, texts))
@@ -107,15 +113,8 @@ def register_all(schemas: Path = _SCHEMAS_OPTION) -> None:
 @schemas_app.command("check")
 def check(schemas: Path = _SCHEMAS_OPTION) -> None:
     """Refuse (exit 1) a schema version the registry's subjects would not accept."""
-    settings, client = _client()
-    codec = Codec(schemas)
-    refused = 0
-    for ts in topic_schemas(settings.namespace):
-        for version in codec.versions(ts.schema):
-            verdict = _reachable(partial(_verdict, client, ts.subject, version.text))
-            if verdict != "compatible" or version is codec.latest(ts.schema):
-                typer.echo(f"{ts.subject}: {ts.schema} v{version.version} {verdict}")
-            refused += verdict.startswith("INCOMPATIBLE")
+    with _client() as (settings, client):
+        refused = _check_all(settings, client, Codec(schemas))
     if refused:
         typer.echo(
             f"{refused} schema version(s) would break their subject's {COMPATIBILITY} "
@@ -123,6 +122,17 @@ def check(schemas: Path = _SCHEMAS_OPTION) -> None:
             err=True,
         )
         raise typer.Exit(1)
+
+
+def _check_all(settings: Settings, client: Any, codec: Codec) -> int:
+    refused = 0
+    for ts in topic_schemas(settings.namespace):
+        for version in codec.versions(ts.schema):
+            verdict = _reachable(partial(_verdict, client, ts.subject, version.text))
+            if verdict != "compatible" or version is codec.latest(ts.schema):
+                typer.echo(f"{ts.subject}: {ts.schema} v{version.version} {verdict}")
+            refused += verdict.startswith("INCOMPATIBLE")
+    return refused
 
 
 def _verdict(client: Any, subject: str, text: str) -> str:
@@ -145,8 +155,11 @@ def list_subjects(
     if markdown:
         typer.echo(markdown_table(), nl=False)
         return
-    settings, client = _client()
-    codec = Codec()
+    with _client() as (settings, client):
+        _list_all(settings, client, Codec())
+
+
+def _list_all(settings: Settings, client: Any, codec: Codec) -> None:
     for ts in topic_schemas(settings.namespace):
         newest = codec.latest(ts.schema).version
         try:

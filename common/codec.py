@@ -54,6 +54,10 @@ class SchemaIds(Protocol):
         """The schema with this id, or None when the registry has none."""
         ...
 
+    def close(self) -> None:
+        """Release the connections to the registry."""
+        ...
+
 
 def _header(raw: Any) -> bytes:
     fp = int(fingerprint(to_parsing_canonical_form(raw), "CRC-64-AVRO"), 16)
@@ -95,6 +99,10 @@ class Codec:
     @property
     def registry_framing(self) -> bool:
         return self._registry is not None
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         sv = self._latest[name]

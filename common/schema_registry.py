@@ -117,6 +117,9 @@ class RegistryIds:
             raise RegistryRefused(f"schema {name!r} has several ids across its subjects: {ids}")
         return ids.pop()
 
+    def close(self) -> None:
+        self._client.close()
+
     def schema_text(self, schema_id: int) -> str | None:
         try:
             return str(call(lambda: self._client.get_schema(schema_id).schema_str))

@@ -1,5 +1,6 @@
 #!/bin/sh
-# System dependencies of the local stack (`da stack up`) on Debian/Ubuntu, then the Kafka jars.
+# System dependencies of the local stack (`da stack up`) on Debian/Ubuntu, then the Kafka jars
+# and the schema registry.
 # Idempotent: installs only what is missing, and `apt-get update` runs only when something is.
 # Run as root (as `make test` and `make demo` do on a fresh machine) or through sudo.
 set -eu
@@ -56,6 +57,8 @@ if [ -z "$python" ]; then
 fi
 if "$python" -c "import confluent_kafka" >/dev/null 2>&1; then
     cd "$repo" && PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.launcher_kafka fetch
+    # The schema registry of the local stack, fetched the same way.
+    PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.launcher_registry fetch
 else
     echo "install-deps: no project virtualenv yet; the Kafka jars will be fetched by the first" \
          "\`da stack up\`"

@@ -198,10 +198,10 @@ def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Repor
     des = read_topic(
         settings, topics.sink("demux", "fulfillment.welcome"), expect=len(rows), timeout_s=180
     )
-    codec = codec_for(settings)
-    got = Counter(
-        FulfillmentEvent.decode(codec, m.value()).event_id for m in des if m.key() != b"poison"
-    )
+    with contextlib.closing(codec_for(settings)) as codec:
+        got = Counter(
+            FulfillmentEvent.decode(codec, m.value()).event_id for m in des if m.key() != b"poison"
+        )
     sent = Counter(r["id"] for r in rows)
     report.lost["proctoring"] = sum(max(0, n - got[i]) for i, n in sent.items())
     report.duplicates["proctoring"] = sum(max(0, n - sent[i]) for i, n in got.items())

@@ -40,6 +40,9 @@ class MemoryRegistry:
         self.text_calls += 1
         return self.texts.get(schema_id)
 
+    def close(self) -> None:
+        pass
+
 
 def record(event_id: str = "1") -> dict[str, Any]:
     return {
