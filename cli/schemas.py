@@ -34,7 +34,9 @@ from common.schema_registry import register as register_subject
 from common.settings import Settings, SettingsError
 from common.topics import Topics
 from demux.stage import RULES
+from demux.stage import STAGE as DEMUX
 from dep.registry import DEPS
+from gep.stage import STAGE as GEP
 
 schemas_app = typer.Typer(
     help="The schemas of schemas/ in the schema registry (DA_SCHEMA_REGISTRY_URL).",
@@ -46,12 +48,23 @@ T = TypeVar("T")
 def topic_schemas(namespace: str = "") -> list[TopicSchema]:
     """Every topic that carries Avro records, with the schema of its values, by topic."""
     topics = Topics(namespace)
-    found = {TopicSchema(topics.canonical, CANONICAL)}
+    found = {TopicSchema(topics.canonical, CANONICAL, GEP)}
     for rule in set(RULES.values()):
-        found |= {TopicSchema(topics.sink_bucket(src, b), rule.SCHEMA) for src, b in rule.BUCKETS}
+        found |= {
+            TopicSchema(topics.sink_bucket(src, b), rule.SCHEMA, DEMUX) for src, b in rule.BUCKETS
+        }
     for spec in DEPS.values():
-        found |= {TopicSchema(topics.sink_bucket(s, b), spec.emits_schema) for s, b in spec.emits}
+        found |= {
+            TopicSchema(topics.sink_bucket(s, b), spec.emits_schema, f"dep {spec.name}")
+            for s, b in spec.emits
+        }
     return sorted(found, key=lambda ts: ts.topic)
+
+
+def _readers(topic: str) -> list[str]:
+    topics = Topics()
+    found = [DEMUX] if topic == topics.canonical else []
+    return found + [f"dep {spec.name}" for spec in DEPS.values() if topic in spec.topics(topics)]
 
 
 def codec_for(settings: Settings) -> Codec:
@@ -65,11 +78,15 @@ def codec_for(settings: Settings) -> Codec:
 def markdown_table(codec: Codec | None = None) -> str:
     """The topic -> subject -> schema table of ``docs/schemas.md``."""
     codec = Codec() if codec is None else codec
-    lines = ["| topic | subject | schema (newest version) |", "|---|---|---|"]
+    lines = [
+        "| topic | subject | schema (newest version) | written by | read by |",
+        "|---|---|---|---|---|",
+    ]
     for ts in topic_schemas():
         newest = codec.latest(ts.schema).version
         link = f"[`{ts.schema}` v{newest}](../schemas/{ts.schema}/v{newest}.avsc)"
-        lines.append(f"| `{ts.topic}` | `{ts.subject}` | {link} |")
+        readers = ", ".join(_readers(ts.topic)) or "no stage yet"
+        lines.append(f"| `{ts.topic}` | `{ts.subject}` | {link} | {ts.writer} | {readers} |")
     return "\n".join(lines) + "\n"
 
 

@@ -39,6 +39,7 @@ class TopicSchema:
 
     topic: str
     schema: str
+    writer: str = ""  # the stage that produces it
 
     @property
     def subject(self) -> str:

@@ -31,6 +31,8 @@ done
 has_pg_server || missing="$missing postgresql"
 command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || missing="$missing maven"
+# Node and npm: the outside-subscriber test runs examples/subscribers/node.
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 
 if [ -n "$missing" ]; then
     if [ "$as_root" = "__none__" ]; then
@@ -46,7 +48,13 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # $missing is a list of package names
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends $missing
 else
-    echo "install-deps: postgresql, java and maven already installed"
+    echo "install-deps: postgresql, java, maven and npm already installed"
+fi
+
+# The Node subscriber's packages, exactly as locked (from the npm registry; no install scripts).
+node_dir="$repo/examples/subscribers/node"
+if [ ! -d "$node_dir/node_modules/kafkajs" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+    (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
 fi
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -63,8 +63,8 @@ def schema_registry(services: Services) -> str:
     return services.schema_registry_url
 
 
-@pytest.fixture
-def settings(services: Services) -> Iterator[Settings]:
+@contextmanager
+def fresh_settings(services: Services) -> Iterator[Settings]:
     """Settings on the real services, with a fresh namespace (topics, groups) and schema; the
     registry wire format whenever a registry runs with them."""
     current = Settings(
@@ -87,8 +87,7 @@ def settings(services: Services) -> Iterator[Settings]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
 
 
-@pytest.fixture
-def settings_env(settings: Settings) -> dict[str, str]:
+def env_for(settings: Settings) -> dict[str, str]:
     """The process environment plus ``DA_*`` equal to ``settings``: for running the real CLI."""
     return {
         **os.environ,
@@ -102,3 +101,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DA_IO_TIMEOUT_S": str(settings.io_timeout_s),
         "DA_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
     }
+
+
+@pytest.fixture
+def settings(services: Services) -> Iterator[Settings]:
+    """Settings on the real services, with a fresh namespace and schema (``fresh_settings``)."""
+    with fresh_settings(services) as current:
+        yield current
+
+
+@pytest.fixture
+def settings_env(settings: Settings) -> dict[str, str]:
+    return env_for(settings)
