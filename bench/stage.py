@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import proc
 from bench.report import Figure
-from common.codec import Codec
+from cli.schemas import codec_for
 from common.events import FulfillmentEvent
 from common.launch import run_store, run_transform
 from common.runloop import Message, RunStats, Stopper
@@ -106,18 +106,18 @@ def measure(settings: Settings, stage: str, n: int, idle_stop_s: float) -> Figur
         "on_batch": clock.batch,
     }
     if stage == GEP:
-        gep = Gep(topics, Codec())
+        gep = Gep(topics, codec_for(settings))
         stats = run_transform(settings, GEP, _timed(gep, clock), gep.input_topics(), stop, **limits)
         name = "GEP alone (ingest -> canonical)"
     elif stage == DEMUX:
-        demux = Demux(topics, Codec())
+        demux = Demux(topics, codec_for(settings))
         stats = run_transform(
             settings, DEMUX, _timed(demux, clock), demux.input_topics(), stop, **limits
         )
         name = "demux alone (canonical -> DE)"
     elif stage == DEP:
         spec = registry.get(DEP)
-        handler = _TimedStore(spec.build(settings, Codec()), clock)
+        handler = _TimedStore(spec.build(settings, codec_for(settings)), clock)
         stats = run_store(settings, f"dep.{DEP}", handler, spec.topics(topics), stop, **limits)
         name = "DEP fulfillment-state alone (DE -> PostgreSQL)"
     else:
