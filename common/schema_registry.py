@@ -110,10 +110,10 @@ class RegistryIds:
         subjects = self._subjects.get(name)
         if not subjects:
             raise RegistryRefused(f"no topic carries schema {name!r}: nothing to register it under")
-        ids = {
-            lookup(self._client, subject, versions[-1]) or register(self._client, subject, versions)
-            for subject in subjects
-        }
+        ids = set()
+        for subject in subjects:
+            found = lookup(self._client, subject, versions[-1])
+            ids.add(register(self._client, subject, versions) if found is None else found)
         if len(ids) != 1:
             raise RegistryRefused(f"schema {name!r} has several ids across its subjects: {ids}")
         return ids.pop()

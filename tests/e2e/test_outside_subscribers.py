@@ -96,7 +96,9 @@ def _run_pipeline(
     assert set(exits.values()) == {0}, (exits, stages.tails())
 
 
-def _lines(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+def _subscribe(argv: list[str], cwd: Path) -> list[dict[str, Any]]:
+    """Run a subscriber from ``cwd``; the records it printed, one JSON object a line."""
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -117,20 +119,17 @@ def test_stock_python_consumer_reads_the_documented_records(
 ) -> None:
     settings, topic, own = pipeline_output
     # Isolated, from elsewhere: nothing of the repository on its path but what it imports.
-    done = subprocess.run(
+    lines = _subscribe(
         [
             *(sys.executable, "-I", str(PYTHON_SUBSCRIBER)),
             *("--bootstrap", settings.kafka_bootstrap_servers),
             *("--registry", settings.schema_registry_url),
             *("--topic", topic, "--count", str(len(own)), "--timeout", "180"),
         ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        tmp_path,
     )
     got = set()
-    for line in _lines(done):
+    for line in lines:
         at = datetime.fromisoformat(line["value"]["occurred_at"]).astimezone(UTC)
         got.add(_fields(line["key"], line["value"], int(at.timestamp() * 1_000_000)))
     assert got == own
@@ -158,16 +157,13 @@ def test_stock_node_consumer_reads_the_documented_records(
 ) -> None:
     node = _node()
     settings, topic, own = pipeline_output
-    done = subprocess.run(
+    lines = _subscribe(
         [
             *(node, str(NODE_DIR / "subscribe.js"), settings.kafka_bootstrap_servers),
             *(settings.schema_registry_url, topic, str(len(own)), "180"),
         ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        tmp_path,
     )
     # avsc hands a timestamp-micros long back as its number of microseconds.
-    got = {_fields(v["key"], v["value"], int(v["value"]["occurred_at"])) for v in _lines(done)}
+    got = {_fields(v["key"], v["value"], int(v["value"]["occurred_at"])) for v in lines}
     assert got == own
