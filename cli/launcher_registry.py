@@ -123,6 +123,8 @@ def spawn(state: Path) -> None:
         *_JVM,
         f"-Dquarkus.http.port={port}",
         "-Dquarkus.http.host=127.0.0.1",
+        # One log line per HTTP request otherwise: megabytes over a test run, nothing to learn.
+        "-Dquarkus.http.access-log.enabled=false",
         f"-Dapicurio.datasource.url=jdbc:h2:file:{root / 'db' / 'registry'}",
         *(f"-Dapicurio.datasource.jdbc.{setting}" for setting in _POOL),
         f"-Dapicurio.import.work-dir={root}",
