@@ -48,17 +48,18 @@ T = TypeVar("T")
 def topic_schemas(namespace: str = "") -> list[TopicSchema]:
     """Every topic that carries Avro records, with the schema of its values, by topic."""
     topics = Topics(namespace)
-    found = {TopicSchema(topics.canonical, CANONICAL, GEP)}
+    writers: dict[tuple[str, str], list[str]] = {(topics.canonical, CANONICAL): [GEP]}
     for rule in set(RULES.values()):
-        found |= {
-            TopicSchema(topics.sink_bucket(src, b), rule.SCHEMA, DEMUX) for src, b in rule.BUCKETS
-        }
+        for src, bucket in rule.BUCKETS:
+            writers.setdefault((topics.sink_bucket(src, bucket), rule.SCHEMA), []).append(DEMUX)
     for spec in DEPS.values():
-        found |= {
-            TopicSchema(topics.sink_bucket(s, b), spec.emits_schema, f"dep {spec.name}")
-            for s, b in spec.emits
-        }
-    return sorted(found, key=lambda ts: ts.topic)
+        for src, bucket in spec.emits:
+            key = (topics.sink_bucket(src, bucket), spec.emits_schema)
+            writers.setdefault(key, []).append(f"dep {spec.name}")
+    return [
+        TopicSchema(topic, schema, ", ".join(sorted(set(names))))
+        for (topic, schema), names in sorted(writers.items())
+    ]
 
 
 def _readers(topic: str) -> list[str]:

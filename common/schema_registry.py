@@ -36,7 +36,7 @@ class TopicSchema:
 
     topic: str
     schema: str
-    writer: str = ""  # the stage that produces it
+    writer: str = ""  # the stages that produce it
 
     @property
     def subject(self) -> str:
