@@ -10,7 +10,7 @@ DA := $(VENV)/bin/da
 help:
 	@echo "make demo   - local stack, topics, tables, GEP+demux+DEP processes, sample replay, live state"
 	@echo "make test   - install what is needed, lint (ruff, mypy --strict) and run the whole suite"
-	@echo "make bench  - throughput of each stage and of the pipeline (docs/benchmarks.md)"
+	@echo "make bench  - throughput of each stage and of the pipeline, codec cost (docs/benchmarks.md)"
 	@echo "make chaos  - ~100,000 events through kills, scaling, broker and database restarts"
 	@echo "make fuzz   - nasty and random adversarial messages through every stage (FUZZ_MINUTES=20)"
 	@echo "make lint | unit | integration | e2e | clean"
@@ -67,6 +67,7 @@ bench: $(VENV)/.installed
 	$(PY) -m bench.pipeline --record docs/benchmarks.md
 	$(PY) -m bench.collector --connections 4 --batch 1 10 25 50 --record docs/benchmarks.md
 	$(PY) -m bench.workflow --record docs/benchmarks.md
+	$(PY) -m bench.codec --record docs/benchmarks.md
 
 clean:
 	-$(DA) stack down --force

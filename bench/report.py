@@ -190,13 +190,13 @@ def markdown(run: Run, machine_rows: list[tuple[str, str]], command: str) -> str
     return "\n".join(out).rstrip() + "\n"
 
 
-def record(path: Path, section: str) -> None:
-    """Replace the marked section of ``path`` (append it when the file has none)."""
-    block = f"{BEGIN}\n{section}{END}\n"
+def record(path: Path, section: str, begin: str = BEGIN, end_mark: str = END) -> None:
+    """Replace the section of ``path`` between the markers (append it when the file has none)."""
+    block = f"{begin}\n{section}{end_mark}\n"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start, end = text.find(BEGIN), text.find(END)
+    start, end = text.find(begin), text.find(end_mark)
     if start >= 0 and end > start:
-        rest = text[end + len(END) :].lstrip("\n")
+        rest = text[end + len(end_mark) :].lstrip("\n")
         text = text[:start] + block + ("\n" + rest if rest else "")
     else:
         text = text.rstrip("\n") + "\n\n" + block

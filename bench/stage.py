@@ -17,8 +17,8 @@ from typing import Any
 
 from bench import proc
 from bench.report import Figure
+from cli.schemas import codec_for
 from common import stages as registry
-from common.codec import Codec
 from common.events import FulfillmentEvent
 from common.launch import run_store, run_transform
 from common.runloop import Message, RunStats, Stopper
@@ -108,11 +108,11 @@ def measure(settings: Settings, stage: str, n: int, idle_stop_s: float) -> Figur
     spec = registry.get(stage)
     inputs = spec.input_topics(topics)
     if spec.dep is None:
-        handler = _timed(spec.handler(settings, Codec()), clock)
+        handler = _timed(spec.handler(settings, codec_for(settings)), clock)
         stats = run_transform(settings, spec.name, handler, inputs, stop, **limits)
         name = _LABELS[spec.name]
     else:
-        store = _TimedStore(spec.dep.build(settings, Codec()), clock)
+        store = _TimedStore(spec.dep.build(settings, codec_for(settings)), clock)
         stats = run_store(settings, spec.name, store, inputs, stop, **limits)
         name = f"DEP {spec.dep.name} alone (DE -> PostgreSQL)"
     note = f"{stats.retries} batch(es) retried after a transient fault" if stats.retries else ""

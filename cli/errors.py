@@ -16,6 +16,7 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from common.kafka import ServiceUnavailable
+from common.schema_registry import RegistryRefused
 from common.settings import SettingsError
 
 DONE, WORK_FAILED, USAGE, UNAVAILABLE = 0, 1, 2, 3
@@ -56,6 +57,8 @@ def classify(exc: BaseException) -> tuple[int, str]:
         return USAGE, str(exc)
     if isinstance(exc, ServiceUnavailable):
         return UNAVAILABLE, str(exc)
+    if isinstance(exc, RegistryRefused):
+        return WORK_FAILED, str(exc)  # e.g. an incompatible schema: retrying cannot help
     if isinstance(exc, psycopg.OperationalError):
         return _postgres_connection(exc)
     if isinstance(exc, psycopg.ProgrammingError) and "connection info string" in str(exc):

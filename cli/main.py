@@ -71,6 +71,7 @@ def _register() -> None:
         emit,
         learning,
         replay,
+        schemas,
         show,
         stack,
         stages,
@@ -90,6 +91,7 @@ def _register() -> None:
     workflow.register(app)
     up.register(app)
     status.register(app)
+    schemas.register(app)
 
 
 _register()

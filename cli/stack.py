@@ -1,6 +1,7 @@
-"""``da stack up | down | status``: a local Kafka broker and PostgreSQL cluster for dev and tests.
+"""``da stack up | down | status``: a local Kafka broker, PostgreSQL cluster and schema registry.
 
-Both run as plain processes from the state dir (``DA_STATE_DIR``, default ``./.da``): no Docker.
+All three run as plain processes from the state dir (``DA_STATE_DIR``, default ``./.da``), no
+Docker.
 ``up`` writes the connection settings to the stack file, which ``Settings.load`` reads for every
 variable the environment leaves unset, so after ``da stack up`` every other command just works.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import psycopg
 import typer
 
-from cli import launcher_kafka, launcher_pg
+from cli import launcher_kafka, launcher_pg, launcher_registry
 from common.kafka import connected_members
 from common.settings import Settings, SettingsError, stack_file, state_dir
 
@@ -27,11 +28,13 @@ from common.settings import Settings, SettingsError, stack_file, state_dir
 class StackInfo:
     kafka_bootstrap_servers: str
     database_url: str
+    schema_registry_url: str
 
     def env(self) -> dict[str, str]:
         return {
             "DA_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "DA_DATABASE_URL": self.database_url,
+            "DA_SCHEMA_REGISTRY_URL": self.schema_registry_url,
         }
 
 
@@ -41,14 +44,22 @@ class StackStatus:
 
     kafka: str | None
     postgres: str | None
+    schema_registry: str | None
+
+    def named(self) -> list[tuple[str, str | None]]:
+        return [
+            ("kafka", self.kafka),
+            ("postgres", self.postgres),
+            ("schema-registry", self.schema_registry),
+        ]
 
     @property
     def all_up(self) -> bool:
-        return self.kafka is not None and self.postgres is not None
+        return all(address is not None for _, address in self.named())
 
     @property
     def any_up(self) -> bool:
-        return self.kafka is not None or self.postgres is not None
+        return any(address is not None for _, address in self.named())
 
 
 def _stack_file(state: Path) -> Path:
@@ -65,17 +76,24 @@ def _locked(state: Path) -> Iterator[None]:
 
 
 def stack_status(state: Path) -> StackStatus:
-    return StackStatus(kafka=launcher_kafka.status(state), postgres=launcher_pg.status(state))
+    return StackStatus(
+        kafka=launcher_kafka.status(state),
+        postgres=launcher_pg.status(state),
+        schema_registry=launcher_registry.status(state),
+    )
 
 
 def start_stack(state: Path) -> StackInfo:
     """Start whatever is not running (idempotent) and write the stack file."""
     state = state.resolve()
     with _locked(state):
-        # PostgreSQL first: it is quick, and a Kafka failure then leaves a usable half to retry.
+        # The registry's JVM warms up meanwhile. PostgreSQL first: it is quick, and a Kafka
+        # failure then leaves a usable half to retry.
+        launcher_registry.spawn(state)
         info = StackInfo(
             database_url=launcher_pg.start(state),
             kafka_bootstrap_servers=launcher_kafka.start(state),
+            schema_registry_url=launcher_registry.wait_ready(state),
         )
         lines = [f"{key}={value}" for key, value in info.env().items()]
         _stack_file(state).write_text("# written by `da stack up`\n" + "\n".join(lines) + "\n")
@@ -87,11 +105,13 @@ def stop_stack(state: Path, purge: bool = False) -> StackStatus:
     state = state.resolve()
     with _locked(state):
         was = stack_status(state)
+        launcher_registry.stop(state)
         launcher_kafka.stop(state)
         launcher_pg.stop(state)
         _stack_file(state).unlink(missing_ok=True)
         if purge:
             shutil.rmtree(state / "kafka", ignore_errors=True)
+            shutil.rmtree(state / "registry", ignore_errors=True)
             launcher_pg.purge(state)
     return was
 
@@ -101,7 +121,7 @@ def _say(message: str) -> None:
 
 
 def up() -> None:
-    """Start Kafka and PostgreSQL (if not running) and print their settings as KEY=VALUE."""
+    """Start Kafka, PostgreSQL and the schema registry (if not running); print their settings."""
     state = state_dir()
     before = stack_status(state)
     began = time.monotonic()
@@ -109,6 +129,7 @@ def up() -> None:
     for name, address, was in (
         ("postgres", info.database_url, before.postgres),
         ("kafka", info.kafka_bootstrap_servers, before.kafka),
+        ("schema-registry", info.schema_registry_url, before.schema_registry),
     ):
         _say(f"{name}: {'already running' if was else 'started'} at {address}")
     if not before.all_up:
@@ -137,12 +158,15 @@ def connected(state: Path) -> list[str]:
 
 
 def down(
-    purge: bool = typer.Option(False, "--purge", help="Also delete the Kafka and PostgreSQL data."),
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete the Kafka, PostgreSQL and registry data."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Stop even while stages or commands are connected."
     ),
 ) -> None:
-    """Stop the local Kafka and PostgreSQL; refused while stages are connected (unless --force)."""
+    """Stop the local Kafka, PostgreSQL and schema registry; refused while stages are connected
+    (unless --force)."""
     state = state_dir()
     busy = [] if force else connected(state)
     if busy:
@@ -152,16 +176,16 @@ def down(
         )
         raise typer.Exit(2)
     was = stop_stack(state, purge=purge)
-    _say(f"kafka: {'stopped' if was.kafka else 'was not running'}")
-    _say(f"postgres: {'stopped' if was.postgres else 'was not running'}")
+    for name, address in was.named():
+        _say(f"{name}: {'stopped' if address else 'was not running'}")
     if purge:
-        _say(f"deleted {state / 'kafka'} and {state / 'pg'}")
+        _say(f"deleted {state / 'kafka'}, {state / 'pg'} and {state / 'registry'}")
 
 
 def status() -> None:
     """Show whether each service runs; exit code 3 when any is down."""
     current = stack_status(state_dir())
-    for name, address in (("kafka", current.kafka), ("postgres", current.postgres)):
+    for name, address in current.named():
         typer.echo(f"{name}: up at {address}" if address else f"{name}: down")
     try:
         properties = Settings.load().shown_kafka_properties()
@@ -176,7 +200,8 @@ def status() -> None:
 
 def register(app: typer.Typer) -> None:
     stack = typer.Typer(
-        help="Local Kafka + PostgreSQL for development and tests (no Docker).", no_args_is_help=True
+        help="Local Kafka + PostgreSQL + schema registry for development and tests (no Docker).",
+        no_args_is_help=True,
     )
     stack.command("up")(up)
     stack.command("down")(down)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import typer
 
 from cli.output import Column, Format, OutputOption, Report, Table, render
+from cli.schemas import codec_for
 from collector.apps import MIGRATIONS as COLLECTOR_MIGRATIONS
 from common import db, stages
-from common.codec import Codec
 from common.kafka import check_kafka, ensure_topics
 from common.launch import run_store, run_transform
 from common.runloop import Stopper
@@ -53,10 +53,12 @@ def run_stage(stage: Stage) -> None:
     topics = Topics(settings.namespace)
     inputs = stage.input_topics(topics)
     if stage.dep is None:
-        run_transform(settings, stage.name, stage.handler(settings, Codec()), inputs, stop)
+        run_transform(
+            settings, stage.name, stage.handler(settings, codec_for(settings)), inputs, stop
+        )
         return
     db.migrate(settings, registry.all_migrations())
-    handler = stage.dep.build(settings, Codec())
+    handler = stage.dep.build(settings, codec_for(settings))
     owner = stage.owner if stage.dep.outbox else None
     run_store(
         settings,

@@ -43,6 +43,11 @@ OTHER_SETTINGS = (
         "`~/.cache/da-pipeline/kafka-<version>`",
         "where the local stack's Kafka jars are fetched once and shared by every checkout",
     ),
+    (
+        "DA_SCHEMA_REGISTRY_HOME",
+        "`~/.cache/da-pipeline/apicurio-registry-<version>`",
+        "where the local stack's schema registry is fetched once and shared by every checkout",
+    ),
 )
 
 
@@ -63,11 +68,20 @@ def state_dir(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> 
 
 def kafka_home(env: Mapping[str, str] | None = None, version: str = "") -> Path:
     """Where the local stack's Kafka jars live."""
+    return _cached("DA_KAFKA_HOME", f"kafka-{version}", env)
+
+
+def schema_registry_home(env: Mapping[str, str] | None = None, version: str = "") -> Path:
+    """Where the local stack's schema registry lives."""
+    return _cached("DA_SCHEMA_REGISTRY_HOME", f"apicurio-registry-{version}", env)
+
+
+def _cached(variable: str, name: str, env: Mapping[str, str] | None) -> Path:
     env = os.environ if env is None else env
-    override = env.get("DA_KAFKA_HOME")
+    override = env.get(variable)
     if override:
         return Path(override).expanduser().resolve()
-    return Path.home() / ".cache" / "da-pipeline" / f"kafka-{version}"
+    return Path.home() / ".cache" / "da-pipeline" / name
 
 
 def stack_file(env: Mapping[str, str] | None = None) -> Path:
@@ -167,6 +181,18 @@ class Settings:
     )
     unhealthy_exit_s: float = _setting(
         120.0, "unhealthy this many seconds, a stage exits (status 3) for its supervisor"
+    )
+    # Set: stages write the registry wire format and read both framings.
+    schema_registry_url: str = _setting(
+        "",
+        "a Confluent-compatible schema registry's API root (Apicurio: `.../apis/ccompat/v7`); "
+        "set: stages write the registry wire format and read both; empty: single-object encoding",
+    )
+    # Kept out of repr: a secret.
+    schema_registry_basic_auth: str = field(
+        default="",
+        repr=False,
+        metadata={"doc": "`user:password` for the registry's HTTP basic auth; empty: none"},
     )
     collector_host: str = _setting(
         "127.0.0.1", "address `da collector run` listens on (a container sets 0.0.0.0)"
@@ -284,6 +310,12 @@ class Settings:
             )
         if not -1 <= self.metrics_port < 65536:
             raise SettingsError("DA_METRICS_PORT must be a TCP port, 0 (off) or -1 (any free)")
+        if self.schema_registry_url and not self.schema_registry_url.startswith(
+            ("http://", "https://")
+        ):
+            raise SettingsError("DA_SCHEMA_REGISTRY_URL must be an http:// or https:// URL")
+        if self.schema_registry_basic_auth and ":" not in self.schema_registry_basic_auth:
+            raise SettingsError("DA_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
         self._validate_collector()
 
     def _validate_collector(self) -> None:

@@ -6,11 +6,12 @@ import re
 
 from common.codec import Codec
 from common.errors import InvalidEvent
-from common.events import CanonicalEvent, FulfillmentEvent, Lineage
+from common.events import FULFILLMENT_DE, CanonicalEvent, FulfillmentEvent, Lineage
 from demux.rules import DiscreteEvent
 
 ENTITY = "fulfillment"
 BUCKETS = (("demux", "fulfillment"),)
+SCHEMA = FULFILLMENT_DE
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 

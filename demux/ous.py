@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from common.codec import Codec
 from common.errors import InvalidEvent
-from common.events import CanonicalEvent, Lineage, SystemEvent
+from common.events import SYSTEM_DE, CanonicalEvent, Lineage, SystemEvent
 from common.topics import Source
 from demux.rules import DiscreteEvent
 
 ENTITY = "ous"
 BUCKETS: tuple[tuple[Source, str], ...] = (("demux", ENTITY),)
+SCHEMA = SYSTEM_DE
 
 
 def de_name(operation: str) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from common.codec import Codec
 from common.errors import InvalidEvent
-from common.events import CanonicalEvent, Lineage, SystemEvent
+from common.events import SYSTEM_DE, CanonicalEvent, Lineage, SystemEvent
 from common.topics import Source
 from demux.rules import DiscreteEvent
 
 ENTITIES = ("content", "class", "user")
 BUCKETS: tuple[tuple[Source, str], ...] = tuple(("demux", e) for e in ENTITIES)
+SCHEMA = SYSTEM_DE
 
 
 def fan_out(event: CanonicalEvent, codec: Codec, stage: str) -> list[DiscreteEvent]:

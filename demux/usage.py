@@ -12,13 +12,14 @@ from collections.abc import Callable
 
 from common.codec import Codec
 from common.errors import InvalidEvent
-from common.events import CanonicalEvent, Lineage, UsageEvent, UsageMetrics
+from common.events import USAGE_DE, CanonicalEvent, Lineage, UsageEvent, UsageMetrics
 from common.events.learning import USAGE_DE_NAMES as NAMES
 from common.topics import Source
 from demux.rules import DiscreteEvent
 
 ENTITY = "usage"
 BUCKETS: tuple[tuple[Source, str], ...] = tuple(("demux", n.removeprefix("usage.")) for n in NAMES)
+SCHEMA = USAGE_DE
 _VALUE: dict[str, Callable[[UsageMetrics], float | int | None]] = {
     "timespent": lambda m: m.time_spent_ms,
     "score": lambda m: m.score,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from common.codec import Codec
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent, Lineage
-from common.web_event import WEB_DE_NAME, WebEventDE
+from common.web_event import WEB_DE, WEB_DE_NAME, WebEventDE
 from common.web_post import ENTITY
 from demux.rules import DiscreteEvent
 
 BUCKETS = (("demux", "web"),)
+SCHEMA = WEB_DE
 
 
 def fan_out(event: CanonicalEvent, codec: Codec, stage: str) -> list[DiscreteEvent]:
@@ -31,4 +32,4 @@ def fan_out(event: CanonicalEvent, codec: Codec, stage: str) -> list[DiscreteEve
     return [DiscreteEvent(WEB_DE_NAME, de.session_id, de.encode(codec))]
 
 
-__all__ = ["BUCKETS", "ENTITY", "fan_out"]
+__all__ = ["BUCKETS", "ENTITY", "SCHEMA", "fan_out"]

@@ -150,5 +150,6 @@ SPEC = DepSpec(
     input_schemas=("de/usage",),
     build=build,
     emits=tuple(("dep", b) for b in EMITS),
+    emits_schema="de/usage",
     outbox=True,
 )

@@ -254,6 +254,7 @@ SPEC = DepSpec(
     input_schemas=("de/system",),
     build=build,
     emits=(("dep", "ous"),),
+    emits_schema="de/system",
     outbox=True,
     outbox_exactly_once=True,
 )

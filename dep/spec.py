@@ -25,6 +25,8 @@ class DepSpec:
     build: Callable[[Settings, Codec], StoreHandler[Any]]
     # (source, bucket) of each DE topic it emits to, through the outbox.
     emits: tuple[tuple[Source, str], ...] = ()
+    # The schema under schemas/ of the DEs it emits (their topics' registry subjects).
+    emits_schema: str = ""
     # Whether it writes to the outbox (DEs it emits, dead letters of expired parked events):
     # the store processor then relays after each commit.
     outbox: bool = False

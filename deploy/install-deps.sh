@@ -1,5 +1,6 @@
 #!/bin/sh
-# System dependencies of the local stack (`da stack up`) on Debian/Ubuntu, then the Kafka jars.
+# System dependencies of the local stack (`da stack up`) on Debian/Ubuntu, then the Kafka jars
+# and the schema registry.
 # Idempotent: installs only what is missing, and `apt-get update` runs only when something is.
 # Run as root (as `make test` and `make demo` do on a fresh machine) or through sudo.
 set -eu
@@ -32,6 +33,8 @@ command -v java >/dev/null 2>&1 || missing="$missing openjdk-17-jre-headless"
 command -v mvn >/dev/null 2>&1 || missing="$missing maven"
 # promtool checks every stage's /metrics and the alert rules in the suite.
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+# Node and npm: the outside-subscriber test runs examples/subscribers/node.
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 
 if [ -n "$missing" ]; then
     if [ "$as_root" = "__none__" ]; then
@@ -47,7 +50,13 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # $missing is a list of package names
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends $missing
 else
-    echo "install-deps: postgresql, java, maven and promtool already installed"
+    echo "install-deps: postgresql, java, maven, promtool and npm already installed"
+fi
+
+# The Node subscriber's packages, exactly as locked (from the npm registry; no install scripts).
+node_dir="$repo/examples/subscribers/node"
+if [ ! -d "$node_dir/node_modules/kafkajs" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+    (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
 fi
 
 
@@ -58,6 +67,8 @@ if [ -z "$python" ]; then
 fi
 if "$python" -c "import confluent_kafka" >/dev/null 2>&1; then
     cd "$repo" && PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.launcher_kafka fetch
+    # The schema registry of the local stack, fetched the same way.
+    PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.launcher_registry fetch
 else
     echo "install-deps: no project virtualenv yet; the Kafka jars will be fetched by the first" \
          "\`da stack up\`"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -52,12 +52,25 @@ def services() -> Iterator[Services]:
         yield found
 
 
-@pytest.fixture
-def settings(services: Services) -> Iterator[Settings]:
-    """Settings on the real services, with a fresh namespace (topics, groups) and schema."""
+@pytest.fixture(scope="session")
+def schema_registry(services: Services) -> str:
+    """The URL of a real Confluent-compatible schema registry."""
+    if not services.schema_registry_url:
+        reason = f"no schema registry with the services from the {services.origin}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return services.schema_registry_url
+
+
+@contextmanager
+def fresh_settings(services: Services) -> Iterator[Settings]:
+    """Settings on the real services, with a fresh namespace (topics, groups) and schema; the
+    registry wire format whenever a registry runs with them."""
     current = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
         database_url=services.database_url,
+        schema_registry_url=services.schema_registry_url,
         namespace=f"t{uuid.uuid4().hex[:10]}",
         database_schema=f"t_{uuid.uuid4().hex[:10]}",
         partitions=3,
@@ -74,8 +87,7 @@ def settings(services: Services) -> Iterator[Settings]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
 
 
-@pytest.fixture
-def settings_env(settings: Settings) -> dict[str, str]:
+def env_for(settings: Settings) -> dict[str, str]:
     """The process environment plus ``DA_*`` equal to ``settings``: for running the real CLI."""
     return {
         **os.environ,
@@ -87,7 +99,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DA_BATCH_SIZE": str(settings.batch_size),
         "DA_POLL_TIMEOUT_S": str(settings.poll_timeout_s),
         "DA_IO_TIMEOUT_S": str(settings.io_timeout_s),
+        "DA_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
     }
+
+
+@pytest.fixture
+def settings(services: Services) -> Iterator[Settings]:
+    """Settings on the real services, with a fresh namespace and schema (``fresh_settings``)."""
+    with fresh_settings(services) as current:
+        yield current
+
+
+@pytest.fixture
+def settings_env(settings: Settings) -> dict[str, str]:
+    return env_for(settings)
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,11 @@ it is read past, never compared.
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cli.schemas import codec_for
 from common import db
 from common.codec import Codec
 from common.epoch import to_ms
@@ -111,30 +113,31 @@ def check_topics(
 ) -> TopicCheck:
     """Every learning DE topic against the oracle. ``poison``: topic -> poison messages on it
     (read past, but counted in when waiting for a topic to be complete)."""
-    topics, codec, out = Topics(settings.namespace), Codec(), TopicCheck()
+    topics, out = Topics(settings.namespace), TopicCheck()
     extra = poison or Counter()
 
     def read(topic: str, expect: int) -> list[Any]:
         got = read_topic(settings, topic, expect=expect + extra[topic], linger_s=0.5)
         return [m for m in got if m.key() != POISON_KEY]
 
-    for bucket, des in want.demux.items():
-        decoded = [
-            UsageEvent.decode(codec, m.value())
-            for m in read(topics.sink_bucket("demux", bucket), des.total())
-        ]
-        _count(out, bucket, Counter(_usage(d) for d in decoded), des)
-        if {(d.lineage.stages, d.lineage.hops) for d in decoded} != {(("gep", "demux"), 1)}:
-            out.problems.append(f"{bucket}: lineage other than gep -> demux")
-    for bucket, sys_des in want.system.items():
-        got = read(topics.sink_bucket("demux", bucket), sys_des.total())
-        decoded_sys = Counter(_system(SystemEvent.decode(codec, m.value())) for m in got)
-        _count(out, bucket, decoded_sys, sys_des)
-    for bucket, up in want.rollup.items():
-        out.problems += _rollup_problems(
-            bucket, read(topics.sink_bucket("dep", bucket), len(up)), want, up
-        )
-    return out
+    # The registry framing's client holds connections: closed when the check is done.
+    with closing(codec_for(settings)) as codec:
+        for bucket, des in want.demux.items():
+            decoded = [
+                UsageEvent.decode(codec, m.value())
+                for m in read(topics.sink_bucket("demux", bucket), des.total())
+            ]
+            _count(out, bucket, Counter(_usage(d) for d in decoded), des)
+            if {(d.lineage.stages, d.lineage.hops) for d in decoded} != {(("gep", "demux"), 1)}:
+                out.problems.append(f"{bucket}: lineage other than gep -> demux")
+        for bucket, sys_des in want.system.items():
+            got = read(topics.sink_bucket("demux", bucket), sys_des.total())
+            decoded_sys = Counter(_system(SystemEvent.decode(codec, m.value())) for m in got)
+            _count(out, bucket, decoded_sys, sys_des)
+        for bucket, up in want.rollup.items():
+            got = read(topics.sink_bucket("dep", bucket), len(up))
+            out.problems += _rollup_problems(bucket, got, want, up, codec)
+        return out
 
 
 def _count(out: TopicCheck, bucket: str, got: Counter[Any], want: Counter[Any]) -> None:
@@ -146,8 +149,9 @@ def _count(out: TopicCheck, bucket: str, got: Counter[Any], want: Counter[Any]) 
         out.problems.append(f"demux {bucket}: {lost} DEs missing, {extra} beyond the oracle")
 
 
-def _rollup_problems(bucket: str, got: list[Any], want: Expected, up: set[De]) -> list[str]:
-    codec = Codec()
+def _rollup_problems(
+    bucket: str, got: list[Any], want: Expected, up: set[De], codec: Codec
+) -> list[str]:
     decoded = [UsageEvent.decode(codec, m.value()) for m in got]
     # The relay is at least once (downstream dedupes by identity): a repeat is the same bytes.
     if len({m.value() for m in got}) != len({d.identity for d in decoded}):

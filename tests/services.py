@@ -1,10 +1,11 @@
-"""Where integration and end-to-end tests find a real Kafka broker and a real PostgreSQL.
+"""Where integration and end-to-end tests find a real Kafka broker, a real PostgreSQL and a real
+schema registry.
 
-In order: the services the environment names (``DA_KAFKA_BOOTSTRAP_SERVERS`` and
-``DA_DATABASE_URL``); containers, when a Docker engine answers; the project's own launcher
-(``da stack up``) in ``<repo>/.da/test-stack``. What a test session started it stops at the end,
-unless another session is still using it or ``DA_TEST_KEEP_STACK`` is set; a stack that was
-already running is left alone.
+In order: the services the environment names (``DA_KAFKA_BOOTSTRAP_SERVERS``,
+``DA_DATABASE_URL`` and ``DA_SCHEMA_REGISTRY_URL``); containers (no registry), when a Docker
+engine answers; the project's own launcher (``da stack up``) in ``<repo>/.da/test-stack``. What
+a test session started it stops at the end, unless another session is still using it or
+``DA_TEST_KEEP_STACK`` is set; a stack that was already running is left alone.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Services:
     kafka_bootstrap_servers: str
     database_url: str
     origin: str  # "environment", "containers" or "launcher": shown when something goes wrong
+    schema_registry_url: str = ""  # empty: none to be had (tests that need one fail in CI)
 
 
 class NoServices(Exception):
@@ -114,7 +116,9 @@ def _from_launcher(state: Path, cleanup: ExitStack) -> Services:
         raise NoServices(f"could not start the local stack in {state}: {exc}") from None
     if not was_up and not os.environ.get("DA_TEST_KEEP_STACK"):
         cleanup.callback(_stop_if_unused, state, users)
-    return Services(info.kafka_bootstrap_servers, info.database_url, "launcher")
+    return Services(
+        info.kafka_bootstrap_servers, info.database_url, "launcher", info.schema_registry_url
+    )
 
 
 def _stop_if_unused(state: Path, users: TextIO) -> None:
@@ -133,7 +137,7 @@ def acquire(cleanup: ExitStack, env: dict[str, str] | None = None) -> Services:
     env = dict(os.environ if env is None else env)
     kafka, db = env.get("DA_KAFKA_BOOTSTRAP_SERVERS"), env.get("DA_DATABASE_URL")
     if kafka and db:
-        services = Services(kafka, db, "environment")
+        services = Services(kafka, db, "environment", env.get("DA_SCHEMA_REGISTRY_URL", ""))
         _check_reachable(services)
         return services
     attempts: list[Callable[[], Services]] = []

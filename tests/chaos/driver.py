@@ -25,10 +25,10 @@ from pathlib import Path
 
 import psycopg
 
+from cli.schemas import codec_for
 from cli.stack import start_stack, stop_stack
 from cli.stages import all_topics
 from common import db
-from common.codec import Codec
 from common.events import FulfillmentEvent
 from common.kafka import ensure_topics, producer_config
 from common.settings import Settings
@@ -126,6 +126,7 @@ def _run(
     settings = Settings(
         kafka_bootstrap_servers=info.kafka_bootstrap_servers,
         database_url=info.database_url,
+        schema_registry_url=info.schema_registry_url,
         namespace=f"chaos{uuid.uuid4().hex[:8]}",
         database_schema="chaos",
         partitions=6,
@@ -136,6 +137,7 @@ def _run(
     env = {
         "DA_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DA_DATABASE_URL": settings.database_url,
+        "DA_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "DA_NAMESPACE": settings.namespace,
         "DA_DATABASE_SCHEMA": settings.database_schema,
         "DA_BATCH_SIZE": "500",
@@ -214,10 +216,10 @@ def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Repor
     des = read_topic(
         settings, topics.sink("demux", "fulfillment.welcome"), expect=len(rows), timeout_s=180
     )
-    codec = Codec()
-    got = Counter(
-        FulfillmentEvent.decode(codec, m.value()).event_id for m in des if m.key() != b"poison"
-    )
+    with contextlib.closing(codec_for(settings)) as codec:
+        got = Counter(
+            FulfillmentEvent.decode(codec, m.value()).event_id for m in des if m.key() != b"poison"
+        )
     sent = Counter(r["id"] for r in rows)
     report.lost["proctoring"] = sum(max(0, n - got[i]) for i, n in sent.items())
     report.duplicates["proctoring"] = sum(max(0, n - sent[i]) for i, n in got.items())

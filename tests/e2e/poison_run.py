@@ -9,6 +9,7 @@ import hashlib
 import random
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from cli.schemas import codec_for
 from common import web_post as web
 from common.codec import Codec
 from common.deadletter import H_LENGTH, H_REASON, H_SHA256, H_STAGE, H_TRUNCATED, header
@@ -76,12 +78,15 @@ class Figures:
 CODEC = Codec()
 
 
-def identity(value: bytes | None, headers: list[tuple[str, bytes]] | None) -> str:
+def identity(
+    value: bytes | None, headers: list[tuple[str, bytes]] | None, codec: Codec = CODEC
+) -> str:
     """What a nasty message is known by, whole or truncated in its dead letter; a DEP's dead
-    letter holds a DE, known by the event id GEP gave the raw message."""
+    letter holds a DE (in the stages' framing: ``codec``), known by the event id GEP gave the
+    raw message."""
     if header(headers, H_STAGE) in ("dep.web-events",):
         try:
-            return f"event:{CODEC.decode(WEB_DE, value)['event_id']}"
+            return f"event:{codec.decode(WEB_DE, value)['event_id']}"
         except InvalidEvent:
             pass
     if header(headers, H_TRUNCATED):
@@ -189,21 +194,25 @@ def run(
             )
         figures.good_stored, errors_rows = stored(settings)
         seen: Counter[str] = Counter()
-        for stage in ("gep", "demux", "dep.web-events"):
-            for m in letters[stage]:
-                key = identity(m.value(), m.headers())
-                seen[key] += 1
-                known = nasty.get(key)
-                if known is None:
-                    figures.wrong_reason.append(
-                        f"{stage}: dead letter of a good event ({header(m.headers(), H_REASON)})"
-                    )
-                    continue
-                got = (header(m.headers(), H_STAGE) or "", header(m.headers(), H_REASON) or "")
-                if known.outcomes and got not in known.outcomes:
-                    figures.wrong_reason.append(f"{known.name}: {got}, expected {known.outcomes}")
-                else:
-                    figures.dead_lettered[known.name] += 1
+        with closing(codec_for(settings)) as codec:
+            keys = [
+                (stage, m, identity(m.value(), m.headers(), codec))
+                for stage in ("gep", "demux", "dep.web-events")
+                for m in letters[stage]
+            ]
+        for stage, m, key in keys:
+            seen[key] += 1
+            known = nasty.get(key)
+            if known is None:
+                figures.wrong_reason.append(
+                    f"{stage}: dead letter of a good event ({header(m.headers(), H_REASON)})"
+                )
+                continue
+            got = (header(m.headers(), H_STAGE) or "", header(m.headers(), H_REASON) or "")
+            if known.outcomes and got not in known.outcomes:
+                figures.wrong_reason.append(f"{known.name}: {got}, expected {known.outcomes}")
+            else:
+                figures.dead_lettered[known.name] += 1
 
         # Per message sent: how often it was dead-lettered, or stored (a generated event that
         # was valid after all); never, or more than once, is a failure.

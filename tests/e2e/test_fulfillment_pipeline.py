@@ -12,13 +12,14 @@ import csv
 import json
 import random
 from collections import Counter
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
 import psycopg
 
 from cli.sample import COLUMNS, generate
-from common.codec import Codec
+from cli.schemas import codec_for
 from common.deadletter import H_REASON, header
 from common.events import FulfillmentEvent
 from common.settings import Settings
@@ -141,9 +142,10 @@ def replay_and_check(
         des = read_topic(settings, topics.sink("demux", "fulfillment.welcome"), expect=len(valid))
         # Every valid raw event (a duplicate row is a second delivery) made exactly one DE,
         # despite the faults: the Kafka transactions neither lost nor repeated one.
-        codec = Codec()
         sent = Counter(r["id"] for r in valid)
-        assert Counter(FulfillmentEvent.decode(codec, m.value()).event_id for m in des) == sent
+        with closing(codec_for(settings)) as codec:
+            got = Counter(FulfillmentEvent.decode(codec, m.value()).event_id for m in des)
+        assert got == sent
     finally:
         exits = stages.stop_all()
     assert set(exits.values()) == {0}, (exits, stages.tails())

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from cli.sample_workflow import generate, write_jsonl
-from common.codec import Codec
+from cli.schemas import codec_for
 from common.deadletter import H_REASON, header
 from common.events import SystemEvent
 from common.settings import Settings
@@ -35,7 +36,6 @@ COMMANDS = {
     "dispatcher": ["dep", "run", "ous-dispatcher"],
     "driver": ["dep", "run", "ous-pipeline-driver"],
 }
-CODEC = Codec()
 
 
 def logged_commands(settings: Settings) -> list[Cmd]:
@@ -43,8 +43,9 @@ def logged_commands(settings: Settings) -> list[Cmd]:
     msgs = read_topic(settings, Topics(settings.namespace).sink_bucket("demux", "ous"), expect=0)
     msgs.sort(key=lambda m: (m.partition(), m.offset()))
     out = []
-    for m in msgs:
-        e = SystemEvent.decode(CODEC, m.value())
+    with closing(codec_for(settings)) as codec:
+        decoded = [SystemEvent.decode(codec, m.value()) for m in msgs]
+    for e in decoded:
         a = e.attributes
         out.append(
             Cmd(
@@ -173,12 +174,13 @@ def test_workflow_with_actors_and_a_killed_state_service(
         casts.sort(key=lambda m: (m.partition(), m.offset()))
         per_ous: dict[str, list[str]] = {}
         processes: Counter[str] = Counter()
-        for m in casts:
-            selector = header(m.headers(), "da-selector") or ""
-            if selector.startswith("pipeline.process."):
-                processes[SystemEvent.decode(CODEC, m.value()).event_id] += 1
-            else:
-                per_ous.setdefault(m.key().decode(), []).append(selector)
+        with closing(codec_for(settings)) as codec:
+            for m in casts:
+                selector = header(m.headers(), "da-selector") or ""
+                if selector.startswith("pipeline.process."):
+                    processes[SystemEvent.decode(codec, m.value()).event_id] += 1
+                else:
+                    per_ous.setdefault(m.key().decode(), []).append(selector)
         assert per_ous == {k: v for k, v in want.broadcasts.items() if v}
         assert set(processes.values()) == {1}  # each processing request once
 

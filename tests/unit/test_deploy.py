@@ -98,8 +98,12 @@ def test_every_dep_service_runs_a_registered_dep() -> None:
             assert argv[2] in DEPS, f"compose runs unregistered DEP {argv[2]!r}"
 
 
-def test_init_creates_topics_then_migrates() -> None:
-    assert da_commands(services()["init"]) == [["topics", "ensure"], ["db", "migrate"]]
+def test_init_creates_topics_migrates_and_registers_schemas() -> None:
+    assert da_commands(services()["init"]) == [
+        ["topics", "ensure"],
+        ["db", "migrate"],
+        ["schemas", "register"],
+    ]
 
 
 @pytest.mark.parametrize("argv", all_da_commands(), ids=" ".join)
@@ -112,6 +116,15 @@ def test_every_da_variable_is_a_setting() -> None:
     named = set(re.findall(r"\bDA_[A-Z0-9_]+", COMPOSE_FILE.read_text()))
     assert named, "the compose file names no DA_ variable"
     assert named <= SETTINGS_ENV, f"not settings: {sorted(named - SETTINGS_ENV)}"
+
+
+def test_stages_use_the_compose_registry_with_persistent_ids() -> None:
+    registry = services()["schema-registry"]
+    assert registry["image"] == "apicurio/apicurio-registry:3.0.9"
+    url = services()["gep"]["environment"]["DA_SCHEMA_REGISTRY_URL"]
+    assert url == "http://schema-registry:8080/apis/ccompat/v7"
+    # In memory, a restarted registry would hand the records' ids to other schemas.
+    assert registry["environment"]["APICURIO_STORAGE_SQL_KIND"] == "postgresql"
 
 
 @pytest.mark.parametrize("name", sorted(da_services()))
@@ -139,10 +152,10 @@ def test_stage_waits_for_init_restarts_and_may_finish_its_batch(stage: str) -> N
     assert seconds(service["stop_grace_period"]) > io_timeout
 
 
-def test_init_waits_for_healthy_kafka_and_postgres() -> None:
+def test_init_waits_for_healthy_kafka_postgres_and_registry() -> None:
     init = services()["init"]
     assert init.get("restart", "no") == "no"
-    for dependency in ("kafka", "postgres"):
+    for dependency in ("kafka", "postgres", "schema-registry"):
         assert init["depends_on"][dependency]["condition"] == "service_healthy"
         assert services()[dependency]["healthcheck"]["test"]
 

@@ -1,0 +1,196 @@
+"""A Confluent-compatible schema registry (Apicurio Registry) for the local stack.
+
+The registry's distribution comes from Maven Central once, into the cache the Kafka jars share
+(``~/.cache/da-pipeline/apicurio-registry-<version>``, or ``DA_SCHEMA_REGISTRY_HOME``), unpacked
+behind a marker like the broker's jars. It runs on the installed Java 17 and keeps its schemas in
+an H2 file under ``<state dir>/registry``: a restarted registry must hand out the same ids,
+because records on the topics carry them. The Confluent API is under ``/apis/ccompat/v7``.
+``python -m cli.launcher_registry fetch`` pre-fetches it (``make deps`` does).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+
+from cli.launcher_kafka import free_port, process_running, read_int, tail, terminate
+from common import settings
+from common.kafka import ServiceUnavailable
+
+VERSION = "3.0.9"
+_ARTIFACT = f"io.apicurio:apicurio-registry-app:{VERSION}:tar.gz:all"
+_RUNNER = f"apicurio-registry-app-{VERSION}-runner.jar"
+API_PATH = "/apis/ccompat/v7"
+# A pid can be recycled after the registry dies; only a process running our jar is ours.
+_MARKER = _RUNNER
+# Start-up is class loading: C1 only and a serial collector start it about twice as fast, and
+# a registry answering a few lookups per stage start never needs C2. Its connection pool
+# defaults to 20 idle connections to an embedded database that needs two.
+_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xms64m", "-Xmx384m")
+_POOL = ("initial-size=2", "min-size=2", "max-size=10")
+
+
+def registry_home() -> Path:
+    return settings.schema_registry_home(version=VERSION)
+
+
+def fetch(home: Path | None = None) -> Path:
+    """Download and unpack the registry once; returns the directory holding its runner jar."""
+    home = registry_home() if home is None else home
+    app, marker = home / "app", home / "app.complete"
+    if marker.is_file():
+        return app
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # `make deps` and a test session may fetch at once
+        if marker.is_file():
+            return app
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise ServiceUnavailable("`mvn` not found on PATH; run `make deps` to install it")
+        download = home / "download"
+        shutil.rmtree(download, ignore_errors=True)
+        print(f"fetching Apicurio Registry {VERSION} into {app} (once) ...", file=sys.stderr)
+        goal = ["dependency:copy", f"-Dartifact={_ARTIFACT}", f"-DoutputDirectory={download}"]
+        proc = subprocess.run(
+            [mvn, "-q", "-B", *goal], capture_output=True, text=True, check=False, cwd=home
+        )
+        archives = list(download.glob("*.tar.gz"))
+        if proc.returncode != 0 or not archives:
+            lines = (proc.stdout + proc.stderr).strip().splitlines()
+            reason = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise ServiceUnavailable(
+                f"could not fetch the schema registry with Maven ({reason}); "
+                "check access to Maven Central and rerun `make deps`"
+            )
+        staging = home / "app.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        with tarfile.open(archives[0]) as archive:
+            archive.extractall(staging, filter="data")
+        shutil.rmtree(app, ignore_errors=True)
+        staging.rename(app)
+        shutil.rmtree(download, ignore_errors=True)
+        marker.write_text(_ARTIFACT + "\n")
+    return app
+
+
+def _root(state: Path) -> Path:
+    return state / "registry"
+
+
+def _running_pid(state: Path) -> int | None:
+    pid = read_int(_root(state) / "registry.pid")
+    return pid if pid is not None and process_running(pid, _MARKER) else None
+
+
+def answers(url: str, timeout_s: float = 2.0) -> bool:
+    """True when a Confluent-compatible registry at ``url`` lists its subjects."""
+    try:
+        with urllib.request.urlopen(f"{url}/subjects", timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def spawn(state: Path) -> None:
+    """Start the registry process unless it runs already, without waiting for it to answer.
+
+    The stack starts it first and waits last: its JVM warms up while the broker starts.
+    """
+    if _running_pid(state) is not None:
+        return
+    java = shutil.which("java")
+    if java is None:
+        raise ServiceUnavailable("`java` not found on PATH; run `make deps` to install it")
+    app, root = fetch(), _root(state)
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port(read_int(root / "port"))
+    (root / "port").write_text(f"{port}\n")
+    console, pid_file = root / "console.log", root / "registry.pid"
+    pid_file.unlink(missing_ok=True)
+    command = [
+        java,
+        *_JVM,
+        f"-Dquarkus.http.port={port}",
+        "-Dquarkus.http.host=127.0.0.1",
+        # One log line per HTTP request otherwise: megabytes over a test run, nothing to learn.
+        "-Dquarkus.http.access-log.enabled=false",
+        f"-Dapicurio.datasource.url=jdbc:h2:file:{root / 'db' / 'registry'}",
+        *(f"-Dapicurio.datasource.jdbc.{setting}" for setting in _POOL),
+        f"-Dapicurio.import.work-dir={root}",
+        f"-Dapicurio.storage.snapshot.location={root}",
+        "-jar",
+        str(app / _RUNNER),
+    ]
+    # Detached like the broker (cli/launcher_kafka.py): it outlives the CLI that started it.
+    detach = 'cd "$1"; log=$2 pidf=$3; shift 3; "$@" </dev/null >>"$log" 2>&1 & echo $! >"$pidf"'
+    subprocess.run(
+        ["sh", "-c", detach, "sh", str(root), str(console), str(pid_file), *command],
+        check=True,
+        start_new_session=True,
+    )
+
+
+def wait_ready(state: Path, timeout_s: float = 120.0) -> str:
+    """The registry's URL once it answers; stops it and raises if it does not in time."""
+    root = _root(state)
+    pid, port = _running_pid(state), read_int(root / "port")
+    url = f"http://127.0.0.1:{port}{API_PATH}"
+    deadline = time.monotonic() + timeout_s
+    while pid is not None and process_running(pid, _MARKER) and time.monotonic() < deadline:
+        if answers(url):
+            return url
+        time.sleep(0.2)
+    if pid is not None:
+        terminate(pid, _MARKER, grace_s=5.0)
+    raise ServiceUnavailable(
+        f"the schema registry did not answer on {url} within {timeout_s:.0f}s; "
+        f"{root / 'console.log'} ends with:\n{tail(root / 'console.log')}"
+    )
+
+
+def start(state: Path) -> str:
+    """Start the registry unless it runs already; returns its Confluent-compatible URL."""
+    spawn(state)
+    return wait_ready(state)
+
+
+def status(state: Path) -> str | None:
+    """The registry's URL when it runs and answers."""
+    port = read_int(_root(state) / "port")
+    if _running_pid(state) is None or port is None:
+        return None
+    url = f"http://127.0.0.1:{port}{API_PATH}"
+    return url if answers(url) else None
+
+
+def stop(state: Path) -> bool:
+    """Stop the registry; True when one was running."""
+    pid = _running_pid(state)
+    if pid is not None:
+        terminate(pid, _MARKER, grace_s=15.0)
+    (_root(state) / "registry.pid").unlink(missing_ok=True)
+    return pid is not None
+
+
+def main(argv: list[str]) -> int:
+    if argv != ["fetch"]:
+        print("usage: python -m cli.launcher_registry fetch", file=sys.stderr)
+        return 2
+    try:
+        app = fetch()
+    except ServiceUnavailable as exc:
+        print(f"da: {exc}", file=sys.stderr)
+        return 2
+    print(f"Apicurio Registry {VERSION} ready in {app}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""The local stack's schema registry: ``da stack status`` reports it, and a restarted registry
+still knows every id it handed out (records on the topics carry them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import launcher_registry
+from common.codec import SCHEMAS_DIR
+from common.schema_registry import avro, make_client
+from common.settings import Settings
+from tests.services import TEST_STACK_DIR, Services
+
+pytestmark = pytest.mark.integration
+
+
+def test_stack_status_reports_the_registry(schema_registry: str, services: Services) -> None:
+    if services.origin != "launcher":
+        pytest.skip("the services do not come from `da stack up`")
+    env = {**os.environ, "DA_STATE_DIR": str(TEST_STACK_DIR)}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "stack", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"schema-registry: up at {schema_registry}" in done.stdout
+    assert f"DA_SCHEMA_REGISTRY_URL={schema_registry}" in (TEST_STACK_DIR / "stack.env").read_text()
+
+
+def test_ids_survive_a_restart(schema_registry: str, tmp_path: Path) -> None:
+    # A registry of its own (the session's keeps serving the other tests meanwhile).
+    text = (SCHEMAS_DIR / "de" / "fulfillment" / "v1.avsc").read_text()
+    try:
+        url = launcher_registry.start(tmp_path)
+        settings = Settings("-", "-", schema_registry_url=url)
+        with make_client(settings) as client:
+            # Something first, so the id under test is not simply the first one handed out.
+            client.register_schema("warm-up-value", avro('{"type": "string"}'))
+            schema_id = client.register_schema("restart-value", avro(text))
+        assert launcher_registry.stop(tmp_path)
+        assert launcher_registry.status(tmp_path) is None
+        again = launcher_registry.start(tmp_path)
+        with make_client(Settings("-", "-", schema_registry_url=again)) as client:
+            assert client.get_schema(schema_id).schema_str == text
+            assert client.lookup_schema("restart-value", avro(text)).schema_id == schema_id
+    finally:
+        launcher_registry.stop(tmp_path)
