@@ -1,4 +1,4 @@
--- Every distinct event posted to the collector (seed 003), by event id (the first copy wins).
+-- Every distinct event posted to the collector, by event id (the first copy wins).
 CREATE TABLE web_events (
     event_id text PRIMARY KEY,
     session_id text NOT NULL,
