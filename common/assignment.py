@@ -90,6 +90,10 @@ class Ownership:
         if self.observer is not None:
             self.observer.revoked(partitions)
 
+    def _repaired(self, kind: str, count: int) -> None:
+        if self.observer is not None:
+            self.observer.repaired(kind, count)
+
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
             self._failure = exc
@@ -130,6 +134,8 @@ class Ownership:
                 offset,
             )
         self.stats.messages_rewound_unowned += rewound
+        if rewound:
+            self._repaired("rewound", rewound)
         self._reconcile(consumer, assigned)
         return batch
 
@@ -142,6 +148,7 @@ class Ownership:
                 fmt([TopicPartition(t, p) for t, p in stale]),
             )
             self.stats.partitions_released += len(stale)
+            self._repaired("released", len(stale))
             self._release([TopicPartition(t, p) for t, p in stale])
         strays = sorted(assigned - held)
         if not strays:
@@ -149,6 +156,7 @@ class Ownership:
         parts = [TopicPartition(t, p) for t, p in strays]
         log.error("%s assigned without the processor knowing; adopting them", fmt(parts))
         self.stats.partitions_reconciled += len(parts)
+        self._repaired("adopted", len(parts))
         # Out of the assignment and in again through the processor: it sets the start offsets,
         # exactly as after a rebalance.
         consumer.incremental_unassign(parts)

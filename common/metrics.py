@@ -47,6 +47,13 @@ class StageMetrics:
         self.rebalances = Counter(
             "da_rebalances", "Partitions assigned or revoked", ["stage", "event"], registry=r
         )
+        self.repairs = Counter(
+            "da_assignment_repairs",
+            "The loop's view of its assignment found wrong and repaired: partitions adopted or "
+            "released, fetched messages rewound (never expected)",
+            ["stage", "kind"],
+            registry=r,
+        )
         self.retries = Counter(
             "da_retries", "Batches retried after a transient fault", ["stage"], registry=r
         )

@@ -95,6 +95,9 @@ class StageObserver:
                 self.metrics.lag.remove(self.stage, p.topic, str(p.partition))
         self._ownership_changed()
 
+    def repaired(self, kind: str, count: int) -> None:
+        self.metrics.repairs.labels(self.stage, kind).inc(count)
+
     def turned(self, consumer: Consumer) -> None:
         now = time.monotonic()
         self.last_turn = now

@@ -190,6 +190,12 @@ class Observer(Protocol):
     def retried(self, exc: BaseException) -> None:
         """A batch failed transiently; nothing of it was committed."""
 
+    def repaired(self, kind: str, count: int) -> None:
+        """The loop found its view of the assignment wrong and repaired it (``common.assignment``):
+        ``kind`` is ``adopted`` (partitions assigned behind the processor's back), ``released``
+        (held, but no longer assigned) or ``rewound`` (fetched messages of a partition not held).
+        Never expected: each is an alarm, not a routine event."""
+
 
 @dataclass
 class RunStats:

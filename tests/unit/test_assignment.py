@@ -114,6 +114,41 @@ def test_a_partition_assigned_without_the_processor_knowing_is_adopted() -> None
     assert stats.partition_states() == [("in", 0, "processing"), ("in", 1, "processing")]
 
 
+class Repairs:
+    """An observer that keeps only what the loop repaired."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def assigned(self, partitions: list[TopicPartition]) -> None: ...
+    def revoked(self, partitions: list[TopicPartition]) -> None: ...
+    def turned(self, consumer: Consumer) -> None: ...
+    def batch(self, batch: Sequence[Message], seconds: float) -> None: ...
+    def retried(self, exc: BaseException) -> None: ...
+
+    def repaired(self, kind: str, count: int) -> None:
+        self.seen.append((kind, count))
+
+
+def test_every_repair_is_told_to_the_observer_for_its_metric() -> None:
+    consumer = _consumer(2, 6)
+    consumer.group = [("in", 0)]
+    consumer.rebalance("unseen", [TopicPartition("in", 1)])
+    repairs = Repairs()
+    stop = Stopper()
+    run(
+        consumer,
+        Stored(),
+        ["in"],
+        batch_size=4,
+        poll_timeout_s=0.01,
+        stop=stop,
+        idle_stop_s=0.3,
+        observer=repairs,
+    )
+    assert ("adopted", 1) in repairs.seen
+
+
 def test_fetched_messages_of_a_partition_not_held_are_rewound_and_processed_later() -> None:
     consumer = _consumer(2, 6)
     consumer.group = [("in", 0)]
