@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.output import Column, Format, OutputOption, Report, Table
+from cli.output import render as render_output
 from cli.status_model import (
     EXIT,
     Judgement,
@@ -204,11 +206,43 @@ def render(result: dict[str, Any], partitions: bool) -> str:
     return "\n".join(lines)
 
 
+_CSV_COLUMNS = [
+    Column(key, key)
+    for key in (
+        "stage",
+        "verdict",
+        "instances",
+        "processed",
+        "outstanding",
+        "behind_s",
+        "rate_per_s",
+        "eta_s",
+        "dead_letters",
+        "parked",
+        "last_commit",
+        "next",
+    )
+]
+
+
+def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per stage (instances and dead letters as counts) for ``-o csv``."""
+    return [
+        {
+            **{c.key: r.get(c.key) for c in _CSV_COLUMNS},
+            "instances": len(r["instances"]),
+            "dead_letters": sum(r["dead_letters"].values()),
+        }
+        for r in result["stages"]
+    ]
+
+
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON document per refresh.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
     watch: Annotated[float, typer.Option(help="Refresh every N seconds; 0: once.")] = 0.0,
     partitions: Annotated[bool, typer.Option("--partitions", help="Every partition.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between the two samples.")] = 3.0,
+    output: OutputOption = Format.TABLE,
 ) -> None:
     """Every consuming stage: instances, processed, outstanding, time behind, rate over the last
     minute, ETA, dead letters, parked events, last commit, and a verdict (OK, CATCHING_UP, SLOW,
@@ -222,8 +256,11 @@ def status(
     try:
         while True:
             result = report(reader, interval, path)
-            if as_json:
+            if as_json or output is Format.JSON:
                 typer.echo(json.dumps(result))
+            elif output is Format.CSV:
+                table = Table("stages", _CSV_COLUMNS, csv_rows(result))
+                typer.echo(render_output(Report([table]), Format.CSV))
             else:
                 if watch:
                     typer.echo("\x1b[2J\x1b[H", nl=False)
