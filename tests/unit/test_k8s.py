@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from cli.deploy import cluster_settings
 from cli.k8s import DATABASE_SECRET, Target, render, workload_name
 from cli.main import app
+from collector.app import create_app
 from common.settings import Settings
 from common.stages import STAGES, Stage, consuming
 from common.topics import Topics
@@ -128,6 +129,15 @@ def test_probes_and_port_are_the_registry_metrics_port(stage: Stage) -> None:
     assert env[port_var]["value"] == str(stage.metrics_port)
     assert c["image"] == "registry.example/da:1.2"
     assert c["resources"]["requests"] and c["resources"]["limits"]
+
+
+def test_the_collector_probes_are_routes_it_serves() -> None:
+    (collector,) = [s for s in STAGES if not s.consumes]
+    c = container(of_kind("Deployment")[workload_name(collector)])
+    served = {getattr(r, "path", "") for r in create_app(SETTINGS).routes}
+    assert {c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]} <= served
+    service = of_kind("Service")[workload_name(collector)]["spec"]
+    assert service["ports"][0]["port"] == collector.metrics_port and "clusterIP" not in service
 
 
 @pytest.mark.parametrize("name", sorted(of_kind("StatefulSet")))
