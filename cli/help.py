@@ -57,6 +57,7 @@ EXAMPLES = {
     "schemas list": "da schemas list --markdown",
     "run": "DA_INSTANCE_ID=demux-2 da run demux",
     "up": "da up --instances 2",
+    "deploy k8s": "DA_PARTITIONS=12 da deploy k8s --namespace da --kafka kafka:9092 -o k8s/",
     "down": "da down",
     "status": "da status --watch 5 --partitions",
     "gep run": "DA_INSTANCE_ID=gep-2 da gep run",

@@ -67,6 +67,7 @@ def _register() -> None:
     # Imported here, not at module top, so each sub-module can import ``app`` helpers freely.
     from cli import (
         collector,
+        deploy,
         dlq,
         emit,
         learning,
@@ -92,6 +93,7 @@ def _register() -> None:
     up.register(app)
     status.register(app)
     schemas.register(app)
+    deploy.register(app)
 
 
 _register()

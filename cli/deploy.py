@@ -1,0 +1,74 @@
+"""``da deploy k8s``: the pipeline's Kubernetes manifests, rendered from the stage registry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+import yaml
+
+from cli.k8s import Manifest, Target, render
+from common.settings import Settings
+
+deploy_app = typer.Typer(help="Manifests to run the pipeline on a platform.", no_args_is_help=True)
+
+# The cluster's Kafka is not the local stack's: a manifest never takes DA_KAFKA_BOOTSTRAP_SERVERS
+# from the environment or the stack file by accident.
+_KAFKA = typer.Option(
+    "kafka:9092", "--kafka", help="Kafka bootstrap servers as the pods reach them."
+)
+
+
+def cluster_settings(kafka: str, env: dict[str, str] | None = None) -> Settings:
+    """The pipeline's settings from the environment (DA_NAMESPACE, DA_PARTITIONS, ...), with the
+    cluster's Kafka; the database URL stays in the cluster's Secret, never in a manifest."""
+    merged = dict(os.environ if env is None else env)
+    merged |= {"DA_KAFKA_BOOTSTRAP_SERVERS": kafka, "DA_DATABASE_URL": "postgresql:///unused"}
+    return Settings.load(merged)
+
+
+_NAMESPACE = typer.Option("da", "--namespace", help="Kubernetes namespace of every object.")
+_OUT = typer.Option(
+    None, "-o", "--output", help="Directory to write one file per workload; default stdout."
+)
+_IMAGE = typer.Option("da-pipeline:latest", "--image", help="Image built from deploy/Dockerfile.")
+
+
+class _Dumper(yaml.SafeDumper):
+    # Objects share dicts (resources, probes); anchors and aliases would puzzle a reader.
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def dump(manifests: list[Manifest]) -> str:
+    return yaml.dump_all(manifests, Dumper=_Dumper, sort_keys=False)
+
+
+@deploy_app.command("k8s")
+def k8s(
+    namespace: str = _NAMESPACE,
+    out: Path | None = _OUT,
+    image: str = _IMAGE,
+    kafka: str = _KAFKA,
+) -> None:
+    """Kubernetes manifests for every stage of the registry: a StatefulSet with a KEDA
+    ScaledObject on consumer lag per consuming stage, the collector's Deployment and Service,
+    and a Job for topics, tables and schemas. Needs the Secret `da-database` (key `url`)."""
+    manifests = render(Target(cluster_settings(kafka), namespace, image))
+    if out is None:
+        typer.echo(dump(manifests), nl=False)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    # One file per workload, numbered in apply order, so `kubectl apply -f DIR` keeps it.
+    files: dict[str, list[Manifest]] = {}
+    for m in manifests:
+        files.setdefault(m["metadata"]["name"], []).append(m)
+    for i, (name, objects) in enumerate(files.items()):
+        path = out / f"{i:02d}-{name}.yaml"
+        path.write_text(dump(objects))
+        typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deploy_app, name="deploy")
