@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from common.codec import Codec
+from cli.schemas import codec_for
 from common.deadletter import H_REASON, header
 from common.events import UsageEvent
 from common.settings import Settings
@@ -55,7 +56,9 @@ def dead_letters(settings: Settings, expect: int) -> Counter[tuple[str, str]]:
     topic = Topics(settings.namespace).dead_letter("dep.competency-stats")
     got = read_topic(settings, topic, expect=expect, linger_s=2, timeout_s=30)
     assert {header(m.headers(), H_REASON) for m in got} <= {"parked_too_long"}
-    return Counter(UsageEvent.decode(Codec(), m.value()).identity for m in got)
+    # Read in the stages' framing: with a schema registry up, they write its wire format.
+    with closing(codec_for(settings)) as codec:
+        return Counter(UsageEvent.decode(codec, m.value()).identity for m in got)
 
 
 def test_parked_scores_expire_on_an_idle_pipeline_once_across_a_restart(
