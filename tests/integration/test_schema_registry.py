@@ -86,7 +86,8 @@ def test_check_and_register_refuse_an_incompatible_schema(
     assert f"{subject}: {FULFILLMENT} v2 INCOMPATIBLE" in checked.stdout
     assert "would break" in checked.stderr
     refused = da(registry_env, "schemas", "register", "--schemas", breaking)
-    assert refused.returncode == 2 and "409" in refused.stderr
+    # Exit 1, as `check`: the work failed (exit-code table in the README).
+    assert refused.returncode == 1 and "409" in refused.stderr
     with make_client(settings) as client:
         assert len(client.get_versions(subject)) == 1
 
@@ -131,7 +132,7 @@ def test_codecs_share_ids_through_the_registry(schema_registry: str, settings: S
 def test_a_wrong_registry_url_is_a_clear_error(settings_env: dict[str, str]) -> None:
     env = {**settings_env, "DA_SCHEMA_REGISTRY_URL": "http://127.0.0.1:9/apis/ccompat/v7"}
     done = da(env, "schemas", "list")
-    assert done.returncode == 2
+    assert done.returncode == 3  # a service unreachable (exit-code table in the README)
     assert "schema registry unreachable" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -80,6 +80,7 @@ def test_timers_run_for_the_partitions_still_owned_and_relay_at_once(settings: S
         conn.execute("UPDATE da_offsets SET next_offset = 5 WHERE partition = 0")
     proc.close()
     proc = processor(0)
+    consumer = FakeConsumer(dict(consumer.log))  # a restarted instance: a new consumer
     consumer.subscribe(["de"], on_assign=proc.assigned)  # sees p0 at 5: its own again
     proc.process(consumer, [FakeMessage(b"x", _topic="de", _partition=1)])  # p1 stored at 1
     with db.connect(settings) as conn:
