@@ -61,6 +61,8 @@ from common.ticks import TICK_INTERVAL_S, Every, Owned, TickHandler, still_owned
 from common.transactional import MessageId, message_id, next_offsets
 
 log = logging.getLogger(__name__)
+# How often a DEP tells Kafka its offsets (for lag tools; the database holds the real ones).
+KAFKA_COMMIT_EVERY_S = 1.0
 
 E = TypeVar("E")
 Cursor = psycopg.Cursor[tuple[object, ...]]
@@ -115,6 +117,9 @@ class StoreProcessor(Generic[E]):
         self.stop = stop
         # Next offset per assigned partition as stored in the database; None: no row yet.
         self._stored: dict[tuple[str, int], int | None] = {}
+        # Offsets committed to the database but not yet to Kafka (``_commit_to_kafka``).
+        self._unsent: dict[tuple[str, int], int] = {}
+        self._kafka_commit_due = 0.0
         self.dead_lettered = 0
         self._timers = handler if isinstance(handler, TickHandler) else None
         self._every = Every(tick_interval_s)
@@ -177,6 +182,7 @@ class StoreProcessor(Generic[E]):
     def revoked(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self._stored.pop((p.topic, p.partition), None)
+            self._unsent.pop((p.topic, p.partition), None)  # the new owner commits its own
 
     def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
         """Store the positions past the last batch (over commit markers and aborted records
@@ -188,6 +194,7 @@ class StoreProcessor(Generic[E]):
             and tp.offset > (self._stored[(tp.topic, tp.partition)] or 0)
         ]
         if not moved:
+            self._commit_to_kafka(consumer, [], now=True)  # what step 4 held back
             return
         conn = self._db()
         try:
@@ -203,7 +210,23 @@ class StoreProcessor(Generic[E]):
             raise
         for tp in moved:
             self._stored[(tp.topic, tp.partition)] = tp.offset
-        consumer.commit(offsets=moved, asynchronous=True)
+        self._commit_to_kafka(consumer, moved, now=True)
+
+    def _commit_to_kafka(
+        self, consumer: Consumer, offsets: list[TopicPartition], *, now: bool = False
+    ) -> None:
+        """Step 4, at most once per ``KAFKA_COMMIT_EVERY_S`` (and whenever the loop is idle):
+        these commits only inform lag tools, and one per batch of a DEP with small batches
+        floods the group coordinator until its heartbeats time out and the group drops it."""
+        for tp in offsets:
+            self._unsent[(tp.topic, tp.partition)] = tp.offset
+        at = time.monotonic()
+        if not self._unsent or (not now and at < self._kafka_commit_due):
+            return
+        pending = [TopicPartition(t, p, o) for (t, p), o in sorted(self._unsent.items())]
+        consumer.commit(offsets=pending, asynchronous=True)
+        self._unsent.clear()
+        self._kafka_commit_due = at + KAFKA_COMMIT_EVERY_S
 
     # -- one batch -------------------------------------------------------------------------
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
@@ -244,7 +267,7 @@ class StoreProcessor(Generic[E]):
         if self.on_commit is not None:
             self.on_commit(time.monotonic() - started)
         # Step 4
-        consumer.commit(offsets=next_offsets(batch), asynchronous=True)
+        self._commit_to_kafka(consumer, next_offsets(batch))
         # Step 5
         if self.after_commit is not None:
             try:

@@ -70,6 +70,18 @@ def parked(settings: Settings) -> int:
         return int(str(conn.execute("SELECT count(*) FROM da_parked").fetchall()[0][0]))
 
 
+def parked_ever(settings: Settings) -> int:
+    """Rows ever inserted into the parking table, from PostgreSQL's statistics: a score that
+    parked and was released between two looks of a sampler is still seen here."""
+    with db.connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables "
+            "WHERE relname = 'da_parked' AND schemaname = %s",
+            (settings.database_schema,),
+        ).fetchone()
+    return int(str(row[0])) if row else 0
+
+
 def check_tables(settings: Settings, want: Expected) -> list[str]:
     """Differences between every learning table and the oracle (empty when equal)."""
     waiting = parked(settings)

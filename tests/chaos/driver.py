@@ -184,6 +184,8 @@ def _run(
             chaos.supervise()
             time.sleep(2)
         report.table_problems = problems
+        with contextlib.suppress(psycopg.Error):
+            report.parked_ever = learning_check.parked_ever(settings)
         _count_outputs(settings, stream.proctoring, report)
         learned = learning_check.check_topics(settings, want_learning, poisoned)
         report.lost["learning"], report.duplicates["learning"] = learned.lost, learned.duplicates

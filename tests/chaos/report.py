@@ -18,6 +18,7 @@ class Report:
     distinct_events: dict[str, int] = field(default_factory=dict)
     learning_des: int = 0  # DEs on demux's learning topics
     most_parked: int = 0  # learning scores waiting for metadata, the most seen at once
+    parked_ever: int = 0  # rows ever inserted into the parking table (PostgreSQL's statistics)
     poison: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
     unplanned_exits: dict[int, int] = field(default_factory=dict)  # exit status -> count

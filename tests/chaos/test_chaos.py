@@ -24,7 +24,9 @@ def test_small_seeded_chaos_run(tmp_path: Path) -> None:
     assert set(report.poison) == {"gep", "demux"} | {
         dep_stage(s) for s in COMMANDS if s not in ("gep", "demux")
     }
-    assert report.most_parked > 0, "no score waited for its content's metadata"
+    # Sampled once a second, a short wait can slip between two looks; the table's insert count
+    # cannot miss it.
+    assert report.most_parked > 0 or report.parked_ever > 0, "no score waited for its metadata"
     for domain in DOMAINS:
         assert report.lost[domain] == report.duplicates[domain] == 0, render(report)
     assert report.dead_lettered == report.poison, render(report)
