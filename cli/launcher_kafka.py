@@ -122,8 +122,25 @@ def _run_showing_downloads(cmd: list[str]) -> tuple[int, list[str]]:
 # -- process helpers ---------------------------------------------------------------------------
 
 
+# Ports this process handed out: a server started a moment ago may not have bound its port yet,
+# and the kernel would hand the same one to the next service of the stack.
+_handed_out: set[int] = set()
+
+
 def free_port(preferred: int | None = None) -> int:
-    """``preferred`` when it is free (stable addresses across restarts), else any free port."""
+    """``preferred`` when it is free (stable addresses across restarts), else any free port;
+    a new one is never one this process handed out already (``preferred`` is the same service's
+    own port from before, so it may be)."""
+    for _ in range(50):
+        port = _bindable(preferred)
+        if port == preferred or port not in _handed_out:
+            _handed_out.add(port)
+            return port
+        preferred = None
+    raise ServiceUnavailable("no free TCP port on 127.0.0.1")
+
+
+def _bindable(preferred: int | None) -> int:
     for candidate in ([preferred] if preferred else []) + [0]:
         with socket.socket() as sock:
             # As the servers bind: with SO_REUSEADDR (Java and PostgreSQL both set it), so the

@@ -252,6 +252,14 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    # Created is not yet visible: the broker's metadata follows the controller a moment later,
+    # and a stage started right after `da topics ensure` must not find its topic missing.
+    deadline = time.monotonic() + settings.io_timeout_s
+    while time.monotonic() < deadline:
+        listed = admin.list_topics(timeout=settings.io_timeout_s).topics
+        if all(n in listed and listed[n].partitions for n in wanted):
+            break
+        time.sleep(0.1)
     return sorted(created)
 
 
