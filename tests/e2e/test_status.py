@@ -72,7 +72,7 @@ def test_status_verdicts_on_real_processes(settings_env: dict[str, str], tmp_pat
     prepare(env)
     sample = tmp_path / "events.csv"
     with sample.open("w") as out:
-        write_csv(generate(seed=11, count=1500), out)
+        write_csv(generate(seed=11, count=4000), out)
     emitted = subprocess.run(
         da("emit", str(sample), "--rate", "100000"), env=env, cwd=REPO, capture_output=True
     )
