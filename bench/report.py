@@ -84,7 +84,7 @@ def machine(settings: Settings) -> list[tuple[str, str]]:
 def _kafka_version() -> str:
     # The client API does not tell a broker's release; the local stack pins one.
     try:
-        from cli.launcher_kafka import KAFKA_VERSION
+        from cli.stack.kafka import KAFKA_VERSION
     except ImportError:
         return "unknown"
     return f"{KAFKA_VERSION} (the version `da stack up` runs)"

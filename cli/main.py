@@ -74,14 +74,14 @@ def _register() -> None:
         replay,
         schemas,
         show,
-        stack,
         stages,
         status,
         up,
         workflow,
     )
+    from cli.stack import commands as stack_commands
 
-    stack.register(app)
+    stack_commands.register(app)
     emit.register(app)
     stages.register(app)
     show.register(app)

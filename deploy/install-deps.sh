@@ -66,9 +66,8 @@ if [ -z "$python" ]; then
     if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=python3; fi
 fi
 if "$python" -c "import confluent_kafka" >/dev/null 2>&1; then
-    cd "$repo" && PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.launcher_kafka fetch
-    # The schema registry of the local stack, fetched the same way.
-    PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.launcher_registry fetch
+    # The Kafka jars and the schema registry of the local stack.
+    cd "$repo" && PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m cli.stack fetch
 else
     echo "install-deps: no project virtualenv yet; the Kafka jars will be fetched by the first" \
          "\`da stack up\`"

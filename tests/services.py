@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import psycopg
 from confluent_kafka import KafkaException
 
-from cli.stack import stack_status, start_stack, stop_stack
+from cli.stack.control import stack_status, start_stack, stop_stack
 from common.kafka import ServiceUnavailable, check_kafka
 from common.settings import Settings
 

@@ -18,7 +18,7 @@ from confluent_kafka.admin._scram import (
     UserScramCredentialUpsertion,
 )
 
-from cli.launcher_kafka import Listener
+from cli.stack.kafka import Listener
 
 MECHANISM = "SCRAM-SHA-512"
 

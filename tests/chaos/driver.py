@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 
 from cli.schemas import codec_for
-from cli.stack import start_stack, stop_stack
+from cli.stack.control import start_stack, stop_stack
 from cli.stages import all_topics
 from common import db
 from common.events import FulfillmentEvent

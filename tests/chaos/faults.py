@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cli import launcher_kafka, launcher_pg
+from cli.stack import kafka as launcher_kafka
+from cli.stack import postgres as launcher_pg
 from tests.e2e.pipeline import Stages
 
 log = logging.getLogger("chaos")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cli import launcher_kafka
 from cli.sample import COLUMNS, generate
+from cli.stack import kafka
+from cli.stack.procs import free_port
 from common.settings import Settings
 from tests.e2e.pipeline import REPO, Stages, da, prepare, wait_until_equal
 from tests.e2e.test_fulfillment_pipeline import check_tables
@@ -46,15 +47,15 @@ class Secured:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     root = tmp_path_factory.mktemp("secured")
     certs = make_certificates(root / "certs")
-    port = launcher_kafka.free_port()
+    port = free_port()
     state = root / "state"
-    plaintext = launcher_kafka.start(state, extra=sasl_ssl_listener(certs, port))
+    plaintext = kafka.start(state, extra=sasl_ssl_listener(certs, port))
     try:
         password = secrets.token_urlsafe(16)
         add_scram_user(plaintext, USER, password)
         yield Secured(f"127.0.0.1:{port}", certs.ca, password)
     finally:
-        launcher_kafka.stop(state)
+        kafka.stop(state)
 
 
 def _write_sample(path: Path) -> list[dict[str, str]]:

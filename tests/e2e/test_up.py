@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cli import launcher_kafka
 from cli.sample import generate, write_csv
+from cli.stack import kafka
 from common import stages
 from tests.e2e.pipeline import REPO, da
 from tests.services import TEST_STACK_DIR, Services
@@ -111,11 +111,11 @@ def test_every_stage_resumes_after_a_broker_restart_under_da_up(
             _check_metrics(promtool, f"http://127.0.0.1:{port}/metrics")
         _check_metrics(promtool, f"http://127.0.0.1:{env['DA_COLLECTOR_PORT']}/metrics")
 
-        before = launcher_kafka.status(TEST_STACK_DIR)
-        launcher_kafka.stop(TEST_STACK_DIR)
+        before = kafka.status(TEST_STACK_DIR)
+        kafka.stop(TEST_STACK_DIR)
         time.sleep(3)
         # A broker holding many test topics can take minutes to load them on a busy machine.
-        assert launcher_kafka.start(TEST_STACK_DIR, timeout_s=600) == before
+        assert kafka.start(TEST_STACK_DIR, timeout_s=600) == before
         sent += _emit(env, tmp_path / "two.csv", 2)
         took = _wait("every stage to resume", lambda: _all_ok(env, sent), 300)
         print(f"every stage resumed {took:.0f}s after the emit; supervisor log:\n{log.read_text()}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.stack import stack_status
+from cli.stack.control import stack_status
 from common.kafka import ensure_topics, make_consumer
 from common.settings import Settings
 from tests.services import TEST_STACK_DIR, Services

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cli import launcher_pg
+from cli.stack import postgres
 from tests.e2e.pipeline import REPO, da
 from tests.tls import Certificates, make_certificates
 
@@ -36,12 +36,12 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     root = tmp_path_factory.mktemp("pgtls")
     certs = make_certificates(root / "certs")
     state = root / "state"
-    url = launcher_pg.start(state)
+    url = postgres.start(state)
     try:
         _serve_tls(url, state / "pg" / "data", certs)
         yield url, certs
     finally:
-        launcher_pg.stop(state)
+        postgres.stop(state)
 
 
 def test_verify_full_connects_over_tls(tls_cluster: tuple[str, Certificates]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import launcher_registry
+from cli.stack import registry
 from common.codec import SCHEMAS_DIR
 from common.schema_registry import avro, make_client
 from common.settings import Settings
@@ -40,17 +40,17 @@ def test_ids_survive_a_restart(schema_registry: str, tmp_path: Path) -> None:
     # A registry of its own (the session's keeps serving the other tests meanwhile).
     text = (SCHEMAS_DIR / "de" / "fulfillment" / "v1.avsc").read_text()
     try:
-        url = launcher_registry.start(tmp_path)
+        url = registry.start(tmp_path)
         settings = Settings("-", "-", schema_registry_url=url)
         with make_client(settings) as client:
             # Something first, so the id under test is not simply the first one handed out.
             client.register_schema("warm-up-value", avro('{"type": "string"}'))
             schema_id = client.register_schema("restart-value", avro(text))
-        assert launcher_registry.stop(tmp_path)
-        assert launcher_registry.status(tmp_path) is None
-        again = launcher_registry.start(tmp_path)
+        assert registry.stop(tmp_path)
+        assert registry.status(tmp_path) is None
+        again = registry.start(tmp_path)
         with make_client(Settings("-", "-", schema_registry_url=again)) as client:
             assert client.get_schema(schema_id).schema_str == text
             assert client.lookup_schema("restart-value", avro(text)).schema_id == schema_id
     finally:
-        launcher_registry.stop(tmp_path)
+        registry.stop(tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.launcher_kafka import downloaded_bytes
+from cli.stack.fetch import downloaded_bytes
 
 URL = "https://repo.maven.apache.org/maven2/org/apache/kafka/kafka_2.13/4.1.1/kafka_2.13-4.1.1.jar"
 

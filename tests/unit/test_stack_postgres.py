@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.launcher_pg import _runtime_conf
+from cli.stack.postgres import _runtime_conf
 
 
 def test_a_relative_state_directory_gives_an_absolute_socket_directory(

@@ -5,21 +5,24 @@ The registry's distribution comes from Maven Central once, into the cache the Ka
 behind a marker like the broker's jars. It runs on the installed Java 17 and keeps its schemas in
 an H2 file under ``<state dir>/registry``: a restarted registry must hand out the same ids,
 because records on the topics carry them. The Confluent API is under ``/apis/ccompat/v7``.
-``python -m cli.launcher_registry fetch`` pre-fetches it (``make deps`` does).
 """
 
 from __future__ import annotations
 
-import fcntl
-import shutil
-import subprocess
-import sys
-import tarfile
 import time
 import urllib.request
 from pathlib import Path
 
-from cli.launcher_kafka import free_port, process_running, read_int, tail, terminate
+from cli.stack.fetch import Fetch, fetch_once
+from cli.stack.procs import (
+    detach,
+    free_port,
+    process_running,
+    read_int,
+    require,
+    tail,
+    terminate,
+)
 from common import settings
 from common.kafka import ServiceUnavailable
 
@@ -42,42 +45,17 @@ def registry_home() -> Path:
 
 def fetch(home: Path | None = None) -> Path:
     """Download and unpack the registry once; returns the directory holding its runner jar."""
-    home = registry_home() if home is None else home
-    app, marker = home / "app", home / "app.complete"
-    if marker.is_file():
-        return app
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # `make deps` and a test session may fetch at once
-        if marker.is_file():
-            return app
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise ServiceUnavailable("`mvn` not found on PATH; run `make deps` to install it")
-        download = home / "download"
-        shutil.rmtree(download, ignore_errors=True)
-        print(f"fetching Apicurio Registry {VERSION} into {app} (once) ...", file=sys.stderr)
-        goal = ["dependency:copy", f"-Dartifact={_ARTIFACT}", f"-DoutputDirectory={download}"]
-        proc = subprocess.run(
-            [mvn, "-q", "-B", *goal], capture_output=True, text=True, check=False, cwd=home
+    return fetch_once(
+        Fetch(
+            what=f"Apicurio Registry {VERSION}",
+            home=registry_home() if home is None else home,
+            target="app",
+            stamp=_ARTIFACT,
+            goal=("dependency:copy", f"-Dartifact={_ARTIFACT}"),
+            expect=_RUNNER,
+            unpack=True,
         )
-        archives = list(download.glob("*.tar.gz"))
-        if proc.returncode != 0 or not archives:
-            lines = (proc.stdout + proc.stderr).strip().splitlines()
-            reason = lines[-1] if lines else f"exit code {proc.returncode}"
-            raise ServiceUnavailable(
-                f"could not fetch the schema registry with Maven ({reason}); "
-                "check access to Maven Central and rerun `make deps`"
-            )
-        staging = home / "app.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        with tarfile.open(archives[0]) as archive:
-            archive.extractall(staging, filter="data")
-        shutil.rmtree(app, ignore_errors=True)
-        staging.rename(app)
-        shutil.rmtree(download, ignore_errors=True)
-        marker.write_text(_ARTIFACT + "\n")
-    return app
+    )
 
 
 def _root(state: Path) -> Path:
@@ -105,15 +83,11 @@ def spawn(state: Path) -> None:
     """
     if _running_pid(state) is not None:
         return
-    java = shutil.which("java")
-    if java is None:
-        raise ServiceUnavailable("`java` not found on PATH; run `make deps` to install it")
+    java = require("java")
     app, root = fetch(), _root(state)
     root.mkdir(parents=True, exist_ok=True)
     port = free_port(read_int(root / "port"))
     (root / "port").write_text(f"{port}\n")
-    console, pid_file = root / "console.log", root / "registry.pid"
-    pid_file.unlink(missing_ok=True)
     command = [
         java,
         *_JVM,
@@ -128,13 +102,8 @@ def spawn(state: Path) -> None:
         "-jar",
         str(app / _RUNNER),
     ]
-    # Detached like the broker (cli/launcher_kafka.py): it outlives the CLI that started it.
-    detach = 'cd "$1"; log=$2 pidf=$3; shift 3; "$@" </dev/null >>"$log" 2>&1 & echo $! >"$pidf"'
-    subprocess.run(
-        ["sh", "-c", detach, "sh", str(root), str(console), str(pid_file), *command],
-        check=True,
-        start_new_session=True,
-    )
+    # Detached like the broker: it outlives the CLI that started it.
+    detach(command, root / "console.log", root / "registry.pid", cwd=root)
 
 
 def wait_ready(state: Path, timeout_s: float = 120.0) -> str:
@@ -177,20 +146,3 @@ def stop(state: Path) -> bool:
         terminate(pid, _MARKER, grace_s=15.0)
     (_root(state) / "registry.pid").unlink(missing_ok=True)
     return pid is not None
-
-
-def main(argv: list[str]) -> int:
-    if argv != ["fetch"]:
-        print("usage: python -m cli.launcher_registry fetch", file=sys.stderr)
-        return 2
-    try:
-        app = fetch()
-    except ServiceUnavailable as exc:
-        print(f"da: {exc}", file=sys.stderr)
-        return 2
-    print(f"Apicurio Registry {VERSION} ready in {app}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

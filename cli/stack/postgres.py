@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from cli.launcher_kafka import free_port, port_open, read_int, tail, terminate
+from cli.stack.procs import free_port, port_open, read_int, tail, terminate
 from common.kafka import ServiceUnavailable
 
 DATABASE = "da"

@@ -1,0 +1,86 @@
+"""``da stack up | down | status``: the local stack's commands (``cli/stack/control.py`` does the
+work)."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from cli.stack.control import connected, stack_file_of, stack_status, start_stack, stop_stack
+from common.settings import Settings, SettingsError, state_dir
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def up() -> None:
+    """Start Kafka, PostgreSQL and the schema registry (if not running); print their settings."""
+    state = state_dir()
+    before = stack_status(state)
+    began = time.monotonic()
+    info = start_stack(state)
+    for name, address, was in (
+        ("postgres", info.database_url, before.postgres),
+        ("kafka", info.kafka_bootstrap_servers, before.kafka),
+        ("schema-registry", info.schema_registry_url, before.schema_registry),
+    ):
+        _say(f"{name}: {'already running' if was else 'started'} at {address}")
+    if not before.all_up:
+        _say(f"stack up in {time.monotonic() - began:.1f}s; settings in {stack_file_of(state)}")
+    # Settings on stdout, messages on stderr: `export $(da stack up)` works.
+    for key, value in info.env().items():
+        typer.echo(f"{key}={value}")
+
+
+def down(
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete the Kafka, PostgreSQL and registry data."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Stop even while stages or commands are connected."
+    ),
+) -> None:
+    """Stop the local Kafka, PostgreSQL and schema registry; refused while stages are connected
+    (unless --force)."""
+    state = state_dir()
+    busy = [] if force else connected(state)
+    if busy:
+        _say(
+            f"da stack down: still connected: {', '.join(busy)}; stop them first "
+            "(they would retry until the stack is back), or pass --force"
+        )
+        raise typer.Exit(2)
+    was = stop_stack(state, purge=purge)
+    for name, address in was.named():
+        _say(f"{name}: {'stopped' if address else 'was not running'}")
+    if purge:
+        _say(f"deleted {state / 'kafka'}, {state / 'pg'} and {state / 'registry'}")
+
+
+def status() -> None:
+    """Show whether each service runs; exit code 3 when any is down."""
+    current = stack_status(state_dir())
+    for name, address in current.named():
+        typer.echo(f"{name}: up at {address}" if address else f"{name}: down")
+    try:
+        properties = Settings.load().shown_kafka_properties()
+    except SettingsError:
+        properties = []  # nothing configured yet: the lines above say what to do
+    if properties:
+        typer.echo(f"kafka client properties (DA_KAFKA_*): {', '.join(properties)}")
+    if not current.all_up:
+        typer.echo(f"start it with `da stack up` (state dir {state_dir()})", err=True)
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    stack = typer.Typer(
+        help="Local Kafka + PostgreSQL + schema registry for development and tests (no Docker).",
+        no_args_is_help=True,
+    )
+    stack.command("up")(up)
+    stack.command("down")(down)
+    stack.command("status")(status)
+    app.add_typer(stack, name="stack")
