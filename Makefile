@@ -10,7 +10,8 @@ DA := $(VENV)/bin/da
 help:
 	@echo "make demo   - local stack, topics, tables, GEP+demux+DEP processes, sample replay, live state"
 	@echo "make test   - install what is needed, lint (ruff, mypy --strict) and run the whole suite"
-	@echo "make bench  - throughput of each stage and of the pipeline, codec cost (docs/benchmarks.md)"
+	@echo "make bench  - each stage against its bare-client ceiling, the pipeline, latency, codec"
+	@echo "              (docs/benchmarks.md; quick: make bench BENCH_EVENTS=20000 BENCH_REPS=1)"
 	@echo "make chaos  - ~100,000 events through kills, scaling, broker and database restarts"
 	@echo "make fuzz   - nasty and random adversarial messages through every stage (FUZZ_MINUTES=20)"
 	@echo "make lint | unit | integration | e2e | clean"
@@ -62,9 +63,15 @@ FUZZ_MINUTES ?= 20
 fuzz: deps
 	$(PY) -m tests.e2e.fuzz --minutes $(FUZZ_MINUTES) --record docs/reliability.md
 
+# A quick look: make bench BENCH_EVENTS=20000 BENCH_REPS=1 (recorded too; a short run weighs
+# start-up more, so compare its ratios, not its rates, with a full run's).
+BENCH_EVENTS ?= 100000
+BENCH_REPS ?= 3
+BENCH_RATE ?= 5000
 bench: $(VENV)/.installed
 	PYTHON=$(PY) sh deploy/install-deps.sh wrk
-	$(PY) -m bench.pipeline --record docs/benchmarks.md
+	$(PY) -m bench.pipeline --events $(BENCH_EVENTS) --reps $(BENCH_REPS) --rate $(BENCH_RATE) \
+		--record docs/benchmarks.md
 	$(PY) -m bench.collector --connections 4 --batch 1 10 25 50 --record docs/benchmarks.md
 	$(PY) -m bench.workflow --record docs/benchmarks.md
 	$(PY) -m bench.codec --record docs/benchmarks.md

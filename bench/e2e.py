@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from bench import proc
-from bench.ingest import produce
+from bench.ingest import produce, produce_at
 from bench.report import Figure
 from cli.emit_input import Message
 from common import db
@@ -38,6 +38,8 @@ def stage_env(settings: Settings) -> dict[str, str]:
     """The process environment plus every setting as its ``DA_*`` variable."""
     env = dict(os.environ)
     for f in fields(settings):
+        if f.name == "kafka_properties":
+            continue  # each is its own DA_KAFKA_<PROPERTY> variable, already in the environment
         env["DA_" + f.name.upper()] = str(getattr(settings, f.name))
     env["DA_LOG_LEVEL"] = "INFO"  # readiness is read off the "assigned" log line
     return env
@@ -65,19 +67,89 @@ class _Stage:
         return proc.cpu_s(self.proc.pid)
 
 
+def _start(settings: Settings, workdir: Path) -> list[_Stage]:
+    env = stage_env(settings)
+    stages: list[_Stage] = []
+    for name, args in _COMMANDS.items():
+        log_path = workdir / f"{name.replace(' ', '-')}.log"
+        log = log_path.open("wb")
+        child = subprocess.Popen([*_da(), *args], env=env, stdout=log, stderr=log)
+        stages.append(_Stage(name, child, log_path, log))
+    return stages
+
+
+def _finish(stages: list[_Stage], notes: list[str]) -> None:
+    for s in stages:
+        code = _stop(s)
+        if code != 0:
+            notes.append(f"`da {' '.join(_COMMANDS[s.name])}` exited {code}: {s.tail(5)}")
+        s.log.close()
+    for s in stages:
+        errors = [ln for ln in s.output().splitlines() if " ERROR " in ln or "Traceback" in ln]
+        if errors:
+            notes.append(f"{s.name} logged {len(errors)} error(s), the first: {errors[0]}")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Ingest -> committed row at a fixed rate: each event from its ``produce()`` to the
+    ``stored_at`` (``now()`` of the DEP's transaction) of its row."""
+
+    rate: float  # asked
+    achieved: float  # events produced per second, as the producer managed
+    events: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    stage_cpu_us: float  # the three stages' CPU per event
+
+
+def run_latency(
+    settings: Settings, messages: list[Message], rate: float, workdir: Path, timeout_s: float
+) -> tuple[Latency, list[str]]:
+    """The three stages running, ``messages`` produced at ``rate`` per second."""
+    notes: list[str] = []
+    stages = _start(settings, workdir)
+    try:
+        _wait_ready(stages, timeout_s=60)
+        cpu_before = sum(s.cpu_s() for s in stages)
+        started = time.monotonic()
+        sent = produce_at(settings, messages, rate)
+        achieved = len(messages) / max(time.monotonic() - started, 1e-9)
+        _wait_rows(settings, stages, len(messages), started, timeout_s)
+        cpu = sum(s.cpu_s() for s in stages) - cpu_before
+    finally:
+        _finish(stages, notes)
+    with db.connect(settings, autocommit=True) as conn:
+        rows = conn.execute("SELECT event_id, extract(epoch FROM stored_at) FROM events").fetchall()
+    latencies = sorted(
+        (float(str(at)) - sent[str(event_id)]) * 1000 for event_id, at in rows if event_id in sent
+    )
+    if not latencies:
+        raise RuntimeError("no stored event matches one produced")
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return Latency(
+        rate,
+        achieved,
+        len(latencies),
+        pct(0.5),
+        pct(0.99),
+        latencies[-1],
+        cpu / len(messages) * 1e6,
+    ), notes
+
+
 def run_pipeline(
     settings: Settings, messages: list[Message], workdir: Path, timeout_s: float
 ) -> tuple[list[Figure], list[str]]:
     """Figures: emit during the run, the pipeline end to end, and each stage process in it."""
-    env = stage_env(settings)
     stages: list[_Stage] = []
     notes: list[str] = []
     try:
-        for name, args in _COMMANDS.items():
-            log_path = workdir / f"{name.replace(' ', '-')}.log"
-            log = log_path.open("wb")
-            child = subprocess.Popen([*_da(), *args], env=env, stdout=log, stderr=log)
-            stages.append(_Stage(name, child, log_path, log))
+        stages = _start(settings, workdir)
         _wait_ready(stages, timeout_s=60)
         cpu_before = {s.name: s.cpu_s() for s in stages}
         usage_before = proc.usage(settings)
@@ -113,15 +185,7 @@ def run_pipeline(
             ),
         ]
     finally:
-        for s in stages:
-            code = _stop(s)
-            if code != 0:
-                notes.append(f"`da {' '.join(_COMMANDS[s.name])}` exited {code}: {s.tail(5)}")
-            s.log.close()
-    for s in stages:
-        errors = [ln for ln in s.output().splitlines() if " ERROR " in ln or "Traceback" in ln]
-        if errors:
-            notes.append(f"{s.name} logged {len(errors)} error(s), the first: {errors[0]}")
+        _finish(stages, notes)
     return figures, notes
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import astuple
 from typing import Any
 
+import msgspec
+
 from bench import proc
 from bench.report import Figure
-from cli.emit_input import BadRow, Message, Row, to_message
+from cli import sample_learning
+from cli.emit_input import BadRow, Message, Row, read_jsonl, to_message
 from cli.sample import COLUMNS, generate
 from common.kafka import make_producer
 from common.settings import Settings
@@ -71,3 +75,41 @@ def produce(settings: Settings, messages: list[Message], name: str) -> Figure:
     if failed or remaining:
         raise RuntimeError(f"{failed} deliveries failed and {remaining} were not acknowledged")
     return Figure(name, delivered, seconds, cpu_s=cpu_s, services=services)
+
+
+def learning_messages(students: int, seed: int = 7) -> list[Message]:
+    """A class's learning sessions (``da sample learning``), as ``da emit`` sends them."""
+    lines = (json.dumps(r, separators=(",", ":")) for r in sample_learning.generate(seed, students))
+    messages = []
+    for m in read_jsonl(lines):
+        if isinstance(m, BadRow):
+            raise RuntimeError(f"the learning sample has a line emit rejects: {m}")
+        messages.append(m)
+    return messages
+
+
+def produce_at(settings: Settings, messages: list[Message], rate: float) -> dict[str, float]:
+    """Produce at ``rate`` messages per second (in 10 ms steps); the wall-clock time
+    (``time.time()``, the clock PostgreSQL's ``now()`` reads) each event id was produced."""
+    producer = make_producer(settings)
+    topic = Topics(settings.namespace).ingest
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for i, m in enumerate(messages):
+        due = started + i / rate
+        delay = due - time.monotonic()
+        if delay > 0.01:
+            producer.poll(delay)
+        sent[str(_ids.decode(m.value).id)] = time.time()
+        producer.produce(topic, value=m.value, key=m.key, headers=m.headers)
+        producer.poll(0)
+    if producer.flush(settings.io_timeout_s):
+        raise RuntimeError("not every message was acknowledged")
+    return sent
+
+
+class _Id(msgspec.Struct):
+    id: str | int
+
+
+_ids = msgspec.json.Decoder(_Id)

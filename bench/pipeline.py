@@ -1,10 +1,23 @@
-"""``python -m bench.pipeline [--events N] [--record docs/benchmarks.md]``: run the benchmark.
+"""``python -m bench.pipeline [--events N] [--reps R] [--record docs/benchmarks.md]``: run the
+benchmark.
 
-1. Fresh namespaces and schemas: one for the stages alone, one for the pipeline end to end.
-2. Generate N sample events; produce them to the first namespace's ingest topic (emit figure).
-3. GEP, demux and the DEP each alone, one after the other, each on its predecessor's output.
-4. The three as ``da`` processes on the second namespace while the same events are produced.
-5. Drop the schemas, topics and consumer groups; print the table (and record it).
+Per repetition (R, default 3, interleaved so that a change in the machine's load hits project
+and ceiling alike):
+
+1. Fresh namespaces and schemas: one for the stages, one for the bare programs' outputs, one for
+   the pipeline end to end.
+2. Produce N sample proctoring events to the stages' ingest topic (emit figure).
+3. Each step twice, side by side, on the same input topics: the bare passthrough (the floor of
+   any Kafka-to-Kafka stage); GEP and bare GEP; demux and bare demux; the DEP and bare DEP
+   (``bench.bare``). Odd repetitions run the bare program first.
+4. The learning workload (a class's sessions: one raw message, several canonical events and
+   DEs): GEP and demux alone.
+5. The three stages as ``da`` processes on the end-to-end namespace while the same events are
+   produced as fast as possible.
+
+Then once: the pipeline at a fixed ingest rate (``--rate``), for the latency of each event from
+its ``produce()`` to its committed row. Everything created is dropped at the end; the table of
+min / median / max over the repetitions is printed (and recorded).
 """
 
 from __future__ import annotations
@@ -12,18 +25,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from psycopg import sql
 
-from bench import report
-from bench.e2e import run_pipeline
-from bench.ingest import produce, sample_messages
-from bench.stage import STAGES, measure_isolated
+from bench import bare, report, summary
+from bench.e2e import run_latency, run_pipeline
+from bench.ingest import learning_messages, produce, sample_messages
+from bench.stage import DEP, STAGES, measure_isolated
+from cli.emit_input import Message
 from cli.stages import all_topics
 from common import db, stages
 from common.kafka import ensure_topics, make_admin
@@ -31,11 +47,32 @@ from common.settings import Settings
 from dep import registry
 
 log = logging.getLogger("bench")
+_PAIRS = (("gep", "gep"), ("demux", "demux"), (DEP, "dep"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    events: int
+    reps: int
+    rate: float
+    latency_events: int
+    learning_students: int
+    timeout_s: float
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000, help="raw events (default 100000)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument(
+        "--rate", type=float, default=5000.0, help="events/s of the latency run (default 5000)"
+    )
+    parser.add_argument(
+        "--latency-events", type=int, default=0, help="events of the latency run (default: N)"
+    )
+    parser.add_argument(
+        "--students", type=int, default=400, help="students of the learning workload (400)"
+    )
     parser.add_argument(
         "--record", type=Path, metavar="FILE", help="write the figures into FILE's bench section"
     )
@@ -43,69 +80,117 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=600.0, help="give up on a phase after this many seconds"
     )
     args = parser.parse_args(argv)
-    if args.events < 1:
-        parser.error("--events must be at least 1")
+    if args.events < 1 or args.reps < 1 or args.rate <= 0:
+        parser.error("--events and --reps must be at least 1, --rate positive")
+    options = Options(
+        args.events,
+        args.reps,
+        args.rate,
+        args.latency_events or args.events,
+        args.students,
+        args.timeout,
+    )
     # Our progress lines at INFO; the clients' own only when they warn.
     logging.basicConfig(level=logging.WARNING, format="bench: %(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
 
     base = Settings.load()
     tag = uuid.uuid4().hex[:8]
-    alone = dataclasses.replace(base, namespace=f"bench{tag}", database_schema=f"bench_{tag}")
-    whole = dataclasses.replace(
-        base, namespace=f"bench{tag}-e2e", database_schema=f"bench_{tag}_e2e"
-    )
-    log.info("namespaces %s and %s", alone.namespace, whole.namespace)
+    created: list[Settings] = []
     try:
-        run = _run(alone, whole, args.events, args.timeout)
+        run = _run(base, tag, options, created)
     finally:
-        _clean_up(alone, whole)
-    print(report.text_table(run))
+        _clean_up(created)
+    print(summary.text(run))
     if args.record:
-        command = f"python -m bench.pipeline --events {args.events}"
-        report.record(args.record, report.markdown(run, report.machine(base), command))
+        command = (
+            f"python -m bench.pipeline --events {args.events} --reps {args.reps}"
+            f" --rate {args.rate:g}"
+        )
+        report.record(args.record, summary.markdown(run, report.machine(base), command))
         log.info("recorded in %s", args.record)
     return 0
 
 
-def _run(alone: Settings, whole: Settings, n: int, timeout_s: float) -> report.Run:
-    for s in (alone, whole):
+def _space(base: Settings, created: list[Settings], name: str, topics: bool = True) -> Settings:
+    s = dataclasses.replace(base, namespace=name, database_schema=name.replace("-", "_"))
+    created.append(s)
+    if topics:
         ensure_topics(s, all_topics(s))
-        db.migrate(s, registry.all_migrations())
-    log.info("generating %s sample events", f"{n:,}")
-    messages, fulfillments = sample_messages(n)
-    run = report.Run(alone, len(messages), fulfillments)
+    db.migrate(s, registry.all_migrations())
+    return s
 
-    log.info("emit: producing to %s", alone.namespace)
-    run.figures.append(produce(alone, messages, "emit (produce to ingest, like `da emit`)"))
-    for stage in STAGES:
-        log.info("%s alone", stage)
-        figure = measure_isolated(alone, stage, n, idle_stop_s=30.0)
-        run.figures.append(figure)
-        log.info("  %s events/s", f"{figure.rate:,.0f}")
-    stored = _count_events(alone)
-    if stored != n:
-        run.notes.append(f"the DEP stored {stored:,} distinct events of {n:,} (stages alone)")
 
-    log.info("pipeline: three `da` processes on %s", whole.namespace)
+def _run(base: Settings, tag: str, o: Options, created: list[Settings]) -> summary.Run:
+    log.info("generating %s sample events", f"{o.events:,}")
+    messages, fulfillments = sample_messages(o.events)
+    lessons = learning_messages(o.learning_students)
+    run = summary.Run(base, len(messages), fulfillments, len(lessons))
+    for rep in range(o.reps):
+        log.info("repetition %d of %d (load average %s)", rep + 1, o.reps, _load())
+        run.loads.append(os.getloadavg())
+        figures = _repetition(base, f"bench{tag}r{rep}", rep, (messages, lessons), o, created)
+        run.figures.append(figures)
+    log.info("latency at %g events/s", o.rate)
+    whole = _space(base, created, f"bench{tag}-lat")
     with tempfile.TemporaryDirectory(prefix="da-bench-") as workdir:
-        started = time.monotonic()
-        figures, notes = run_pipeline(whole, messages, Path(workdir), timeout_s)
-        log.info("  done in %.1f s", time.monotonic() - started)
-    run.figures += figures
+        run.latency, notes = run_latency(
+            whole, messages[: o.latency_events], o.rate, Path(workdir), o.timeout_s
+        )
     run.notes += notes
+    run.loads.append(os.getloadavg())
     return run
 
 
-def _count_events(settings: Settings) -> int:
-    with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM events").fetchone()
-    return int(str(row[0])) if row else 0
+def _repetition(
+    base: Settings,
+    name: str,
+    rep: int,
+    inputs: tuple[list[Message], list[Message]],
+    o: Options,
+    created: list[Settings],
+) -> list[report.Figure]:
+    messages, lessons = inputs
+    n = len(messages)
+    alone = _space(base, created, name)
+    ceiling = _space(base, created, f"{name}-bare", topics=False)
+    ensure_topics(ceiling, list(bare.needed_topics(ceiling)))
+    figures = [produce(alone, messages, "emit (produce to ingest, like `da emit`)")]
+    figures.append(bare.measure_isolated(ceiling, "passthrough", alone, n))
+    for stage, kind in _PAIRS:
+        pair = [
+            partial(measure_isolated, alone, stage, n, 30.0),
+            partial(bare.measure_isolated, ceiling, kind, alone, n),
+        ]
+        for measure in pair[:: -1 if rep % 2 else 1]:
+            figure = measure()
+            log.info("  %s: %s events/s", figure.name, f"{figure.rate:,.0f}")
+            figures.append(figure)
+
+    learning = _space(base, created, f"{name}-learn")
+    produce(learning, lessons, "emit learning")
+    figures.append(measure_isolated(learning, "gep", len(lessons), label=summary.LEARNING_GEP))
+    figures.append(
+        measure_isolated(learning, "demux", 0, idle_stop_s=5.0, label=summary.LEARNING_DEMUX)
+    )
+
+    whole = _space(base, created, f"{name}-e2e")
+    with tempfile.TemporaryDirectory(prefix="da-bench-") as workdir:
+        started = time.monotonic()
+        e2e, notes = run_pipeline(whole, messages, Path(workdir), o.timeout_s)
+        log.info("  pipeline end to end: %.1f s", time.monotonic() - started)
+    # A note rides as a figure of no events, so that the summary can tell which repetition.
+    return figures + e2e + [report.Figure(summary.NOTE, 0, 0.0, note=n) for n in notes]
 
 
-def _clean_up(*runs: Settings) -> None:
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _clean_up(created: list[Settings]) -> None:
     """Best effort: a failure here is reported, never hides the run's own error."""
-    for s in runs:
+    admin = make_admin(created[0]) if created else None
+    for s in created:
         try:
             with db.connect(s, autocommit=True) as conn:
                 conn.execute(
@@ -113,14 +198,17 @@ def _clean_up(*runs: Settings) -> None:
                         sql.Identifier(s.database_schema)
                     )
                 )
-            admin = make_admin(s)
+            assert admin is not None
             groups = [s.group_id(stages.get(g).name) for g in STAGES]
+            groups += [s.group_id(f"bare-{k}") for k in bare.KINDS]
             for future in admin.delete_consumer_groups(groups).values():
                 try:
                     future.result()
                 except Exception as exc:  # a group never created: nothing to delete
                     log.debug("consumer group: %s", exc)
-            for future in admin.delete_topics(all_topics(s)).values():
+            topics = set(all_topics(s)) | set(bare.needed_topics(s))
+            existing = set(admin.list_topics(timeout=30).topics)
+            for future in admin.delete_topics(sorted(topics & existing)).values():
                 future.result()
         except Exception as exc:
             log.warning("clean-up of %s failed: %s", s.namespace, exc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import resource
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -44,15 +44,16 @@ class _Clock:
         self.usage_started: proc.Usage | None = None
         self.usage_ended: proc.Usage | None = None
 
+    # CPU of all threads of this process (librdkafka's and libpq's work counts), from /proc.
     def first(self) -> None:
         if not self.started:
             self.usage_started = proc.usage(self.settings)
             self.started = time.monotonic()
-            self.cpu_started = _cpu()
+            self.cpu_started = proc.cpu_s(os.getpid())
 
     def batch(self, stats: RunStats) -> None:
         self.ended = time.monotonic()
-        self.cpu_ended = _cpu()
+        self.cpu_ended = proc.cpu_s(os.getpid())
         if stats.messages >= self.n:
             self.usage_ended = proc.usage(self.settings)
 
@@ -63,12 +64,6 @@ class _Clock:
         return proc.share(
             self.usage_started, self.usage_ended, seconds, self.cpu_ended - self.cpu_started
         )
-
-
-def _cpu() -> float:
-    # All threads of this process: librdkafka's and libpq's work counts as the stage's.
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _timed(handler: Handler, clock: _Clock) -> Handler:
@@ -92,14 +87,17 @@ class _TimedStore:
         self.handler.handle(events, cur)
 
 
-def measure(settings: Settings, stage: str, n: int, idle_stop_s: float) -> Figure:
-    """Run ``stage`` until it handled ``n`` messages (or saw none for ``idle_stop_s``)."""
+def measure(
+    settings: Settings, stage: str, n: int, idle_stop_s: float, label: str | None = None
+) -> Figure:
+    """Run ``stage`` until it handled ``n`` messages (or saw none for ``idle_stop_s``; with
+    ``n`` 0 that is how it ends, and the figure counts what it handled)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     topics = Topics(settings.namespace)
     clock = _Clock(settings, n)
     stop = Stopper()
     limits: dict[str, Any] = {
-        "max_messages": n,
+        "max_messages": n or None,
         "idle_stop_s": idle_stop_s,
         "on_batch": clock.batch,
     }
@@ -119,7 +117,7 @@ def measure(settings: Settings, stage: str, n: int, idle_stop_s: float) -> Figur
     if stats.messages < n:
         note = f"stopped idle after {stats.messages:,} of {n:,} messages; {note}".rstrip("; ")
     return Figure(
-        name,
+        label or name,
         stats.messages,
         clock.ended - clock.started,
         cpu_s=clock.cpu_ended - clock.cpu_started,
@@ -130,8 +128,10 @@ def measure(settings: Settings, stage: str, n: int, idle_stop_s: float) -> Figur
     )
 
 
-def measure_isolated(settings: Settings, stage: str, n: int, idle_stop_s: float = 30.0) -> Figure:
+def measure_isolated(
+    settings: Settings, stage: str, n: int, idle_stop_s: float = 30.0, label: str | None = None
+) -> Figure:
     """``measure`` in a fresh interpreter (spawned, not forked: nothing of ours is inherited)."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure, settings, stage, n, idle_stop_s).result()
+        return pool.submit(measure, settings, stage, n, idle_stop_s, label).result()

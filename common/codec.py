@@ -104,10 +104,14 @@ class Codec:
         if self._registry is not None:
             self._registry.close()
 
+    def header(self, name: str) -> bytes:
+        """The framing a record of ``name`` written now starts with."""
+        return self._latest[name].header if self._registry is None else self._registry_header(name)
+
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         sv = self._latest[name]
         buf = io.BytesIO()
-        buf.write(sv.header if self._registry is None else self._registry_header(name))
+        buf.write(self.header(name))
         schemaless_writer(buf, sv.parsed, record)
         return buf.getvalue()
 
