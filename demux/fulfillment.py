@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from common.codec import Codec
@@ -15,6 +16,7 @@ SCHEMA = FULFILLMENT_DE
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of event types, each seen over and over
 def action(event_type: str) -> str:
     """``Event::LaunchStart`` -> ``launch_start``: the action part of the DE name."""
     name = event_type.rsplit("::", 1)[-1]

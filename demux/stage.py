@@ -28,6 +28,8 @@ class Demux:
     def __init__(self, topics: Topics, codec: Codec) -> None:
         self.topics = topics
         self.codec = codec
+        # Per DE name, its topic and header, built once: a few hundred names at most.
+        self._routes: dict[str, tuple[str, list[tuple[str, bytes]]]] = {}
 
     def input_topics(self) -> list[str]:
         return [self.topics.canonical]
@@ -41,12 +43,11 @@ class Demux:
                 f"no discrete events for {event.entity_type!r}",
                 field="entity_type",
             )
-        return [
-            Output(
-                self.topics.sink("demux", de.name),
-                de.key.encode(),
-                de.value,
-                [("da-de-name", de.name.encode())],
-            )
-            for de in rule.fan_out(event, self.codec, STAGE)
-        ]
+        out = []
+        for de in rule.fan_out(event, self.codec, STAGE):
+            route = self._routes.get(de.name)
+            if route is None:
+                route = (self.topics.sink("demux", de.name), [("da-de-name", de.name.encode())])
+                self._routes[de.name] = route
+            out.append(Output(route[0], de.key.encode(), de.value, route[1]))
+        return out

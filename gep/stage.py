@@ -46,6 +46,9 @@ class Gep:
         self.topics = topics
         self.codec = codec
         self.max_bytes = max_message_bytes
+        # Named once: a topic name is built by a few string operations, per message they count.
+        self._canonical = topics.canonical
+        self._dead_letters = topics.dead_letter(STAGE)
 
     def input_topics(self) -> list[str]:
         return [self.topics.ingest]
@@ -71,11 +74,7 @@ class Gep:
                 # message bytes and says which element it was.
                 index = [(INDEX_HEADER, str(e.index).encode())]
                 dl = dead_letter(STAGE, msg, e.error, extra=index, max_bytes=self.max_bytes)
-                out.append(
-                    Output(self.topics.dead_letter(STAGE), dl.key, dl.value or b"", dl.headers)
-                )
+                out.append(Output(self._dead_letters, dl.key, dl.value or b"", dl.headers))
             else:
-                out.append(
-                    Output(self.topics.canonical, e.entity_id.encode(), e.encode(self.codec))
-                )
+                out.append(Output(self._canonical, e.entity_id.encode(), e.encode(self.codec)))
         return out

@@ -1,6 +1,7 @@
 """Typed events at the stage boundaries, and their Avro records (see ``schemas/``).
 
-Stages hand these frozen dataclasses to each other's code; dicts exist only inside the codec.
+Stages hand these frozen dataclasses and msgspec structs to each other's code; dicts exist only
+inside the codec.
 One module per contract: the canonical record, the proctoring DE, the learning DEs.
 """
 

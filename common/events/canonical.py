@@ -1,11 +1,17 @@
-"""The canonical record GEP publishes (``schemas/canonical``), and the lineage every DE carries."""
+"""The canonical record GEP publishes (``schemas/canonical``), and the lineage every DE carries.
+
+Frozen msgspec structs rather than frozen dataclasses: every event is built once per stage it
+crosses, and a struct is built about ten times faster (a frozen dataclass sets each field
+through ``object.__setattr__``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+
+import msgspec
+from msgspec.structs import asdict
 
 from common.codec import Codec
 from common.errors import InvalidEvent
@@ -13,8 +19,7 @@ from common.errors import InvalidEvent
 CANONICAL = "canonical"
 
 
-@dataclass(frozen=True, slots=True)
-class Lineage:
+class Lineage(msgspec.Struct, frozen=True):
     """Where a DE came from: the root raw event, the stages it passed, how many DE hops."""
 
     root_event_id: str
@@ -45,8 +50,7 @@ class Lineage:
         return Lineage(self.root_event_id, (*self.stages, stage), self.hops + 1)
 
 
-@dataclass(frozen=True, slots=True)
-class UsageMetrics:
+class UsageMetrics(msgspec.Struct, frozen=True):
     time_spent_ms: int | None = None
     time_spent_raw_ms: int | None = None  # what was reported, only when it was clamped
     score: float | None = None  # percent
@@ -56,8 +60,7 @@ class UsageMetrics:
     answer_status: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True):
     """A learner's play of one content, whatever format reported it."""
 
     user_id: str
@@ -72,18 +75,17 @@ class Usage:
     lesson_id: str | None = None
     session_id: str | None = None
     is_student: bool = True
-    metrics: UsageMetrics = UsageMetrics()
+    metrics: UsageMetrics = msgspec.field(default_factory=UsageMetrics)
 
     def to_avro(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "metrics": asdict(self.metrics)}
 
     @classmethod
     def from_avro(cls, r: Mapping[str, Any]) -> Usage:
         return cls(**{**r, "metrics": UsageMetrics(**r["metrics"])})
 
 
-@dataclass(frozen=True, slots=True)
-class SystemChange:
+class SystemChange(msgspec.Struct, frozen=True):
     action: str  # created, updated, deleted
     content_type: str | None = None
     parent_id: str | None = None
@@ -97,16 +99,14 @@ class SystemChange:
         return cls(r["action"], r["content_type"], r["parent_id"], tuple(r["competencies"]))
 
 
-@dataclass(frozen=True, slots=True)
-class Impact:
+class Impact(msgspec.Struct, frozen=True):
     """An entity and metric an event changes; the demux makes one DE of each."""
 
     entity: str
     metric: str
 
 
-@dataclass(frozen=True, slots=True)
-class CanonicalEvent:
+class CanonicalEvent(msgspec.Struct, frozen=True):
     event_id: str
     source: str
     event_type: str
@@ -115,7 +115,7 @@ class CanonicalEvent:
     occurred_at: datetime
     received_at: datetime
     actor_id: str | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = msgspec.field(default_factory=dict)
     usage: Usage | None = None
     system: SystemChange | None = None
     impacts: tuple[Impact, ...] = ()

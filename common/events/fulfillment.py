@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+
+import msgspec
 
 from common.codec import Codec
 from common.events.canonical import Lineage
@@ -12,8 +13,7 @@ from common.events.canonical import Lineage
 FULFILLMENT_DE = "de/fulfillment"
 
 
-@dataclass(frozen=True, slots=True)
-class FulfillmentEvent:
+class FulfillmentEvent(msgspec.Struct, frozen=True):
     """System DE ``fulfillment.<action>``."""
 
     name: str
@@ -23,7 +23,7 @@ class FulfillmentEvent:
     occurred_at: datetime
     lineage: Lineage
     actor_id: str | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = msgspec.field(default_factory=dict)
 
     def encode(self, codec: Codec) -> bytes:
         return codec.encode(
