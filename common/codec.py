@@ -176,8 +176,10 @@ class Codec:
             raise InvalidEvent("wrong_schema", f"expected {name}, got {writer.name}")
         reader = self._latest[name]
         try:
+            body = io.BytesIO(data)  # shares the bytes: no copy of the record
+            body.seek(start)
             record = schemaless_reader(
-                io.BytesIO(data[start:]),
+                body,
                 writer.parsed,
                 None if reader is writer else reader.parsed,
             )

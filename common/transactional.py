@@ -71,7 +71,9 @@ def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for m in batch:
         tp = (m.topic() or "", m.partition() or 0)
-        last[tp] = max(last.get(tp, -1), m.offset() or 0)
+        offset = m.offset() or 0
+        if offset > last.get(tp, -1):
+            last[tp] = offset
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
@@ -142,9 +144,10 @@ class TransactionalProcessor:
         )
         self.produced += produced
         self.dead_lettered += dead
-        for msg in batch:
-            self.condemned.pop(message_id(msg), None)
-            self._bare.discard(message_id(msg))
+        if self.condemned or self._bare:  # almost always both empty
+            for msg in batch:
+                self.condemned.pop(message_id(msg), None)
+                self._bare.discard(message_id(msg))
 
     def _transact(
         self,
@@ -191,8 +194,10 @@ class TransactionalProcessor:
 
     def _produce_batch(self, batch: Sequence[Message]) -> tuple[int, int]:
         produced = dead = 0
+        dead_letter_topic = self.dead_letter_topic
         for msg in batch:
-            invalid = self.condemned.get(message_id(msg))
+            mid = message_id(msg)
+            invalid = self.condemned.get(mid)
             outputs: Sequence[Output] = ()
             if invalid is None:
                 try:
@@ -204,18 +209,20 @@ class TransactionalProcessor:
                         raise
             if invalid is not None:
                 self.limit.record(True)
-                limit = 0 if message_id(msg) in self._bare else self.max_bytes
+                limit = 0 if mid in self._bare else self.max_bytes
                 dl = dead_letter(self.stage, msg, invalid, max_bytes=limit)
-                self._produce(msg, self.dead_letter_topic, dl.key, dl.value, dl.headers)
+                self._produce(mid, self.dead_letter_topic, dl.key, dl.value, dl.headers)
                 dead += 1
                 continue
-            letters = sum(out.topic == self.dead_letter_topic for out in outputs)
-            for _ in range(letters):
-                self.limit.record(True)
+            letters = 0
+            for out in outputs:
+                if out.topic == dead_letter_topic:
+                    letters += 1
+                    self.limit.record(True)
             if letters < len(outputs) or not outputs:
                 self.limit.record(False)
             for out in outputs:
-                self._produce(msg, out.topic, out.key, out.value, out.headers)
+                self._produce(mid, out.topic, out.key, out.value, out.headers)
             produced += len(outputs) - letters
             dead += letters
         return produced, dead
@@ -293,14 +300,13 @@ class TransactionalProcessor:
 
     def _produce(
         self,
-        source: Message,
+        mid: MessageId,
         topic: str,
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> None:
-        hdrs: Headers = list(headers or [])
-        mid = message_id(source)
+        hdrs: Headers = list(headers) if headers else []
 
         def delivered(err: KafkaError | None, _msg: object) -> None:
             if err is not None and faults.kafka_verdict(err) is faults.Verdict.DATA:
