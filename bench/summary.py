@@ -121,7 +121,8 @@ HEAD = (
 
 
 def _pct(v: float | None) -> str:
-    return "" if v is None else f"{v * 100:.0f}%"
+    # A database backend that exited within the interval takes its CPU with it: never below 0.
+    return "" if v is None else f"{max(v, 0.0) * 100:.0f}%"
 
 
 def _cells(r: Row) -> tuple[str, ...]:
