@@ -10,7 +10,7 @@ from typing import Any
 from bench import proc
 from bench.report import Figure
 from cli.emit_input import BadRow, Message, Row, to_message
-from cli.sample import COLUMNS, generate
+from cli.sample.fulfillments import COLUMNS, generate
 from common.kafka import make_producer
 from common.settings import Settings
 from common.topics import Topics

@@ -84,3 +84,13 @@ def test_the_readme_and_the_demo_put_da_on_the_path_alike() -> None:
     activate = "source .venv/bin/activate"
     assert activate in (REPO / "README.md").read_text()
     assert activate in (REPO / "deploy" / "demo.sh").read_text().splitlines()[-2]
+
+
+def test_o_is_the_output_format_wherever_a_command_takes_it() -> None:
+    takes_o = {
+        " ".join(path): cmd for path, cmd in LEAVES.items() for p in cmd.params if "-o" in p.opts
+    }
+    assert "fulfillments" in takes_o and "status" in takes_o
+    for name, cmd in takes_o.items():
+        (param,) = (p for p in cmd.params if "-o" in p.opts)
+        assert list(param.type_descriptor.choices) == ["table", "json", "csv"], f"-o of da {name}"
