@@ -61,9 +61,10 @@ def run_stage(stage: Stage) -> None:
             settings, stage.name, stage.handler(settings, codec_for(settings)), inputs, stop
         )
         return
+    # The handler first: a setting it cannot use ends the command before the database changes.
+    handler = stage.dep.build(settings, codec_for(settings))
     if applied := db.migrate(settings, registry.all_migrations()):
         log.info("applied migration(s): %s", ", ".join(applied))
-    handler = stage.dep.build(settings, codec_for(settings))
     owner = stage.owner if stage.dep.outbox else None
     run_store(
         settings,
