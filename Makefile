@@ -16,10 +16,12 @@ help:
 	@echo "make fuzz   - nasty and random adversarial messages through every stage (FUZZ_MINUTES=20)"
 	@echo "make lint | unit | integration | e2e | clean"
 
+# -W: setuptools' notice about editable installs ("Please be careful with folders ...") is
+# not for the people installing; errors still show.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -W 'ignore:Editable installation:UserWarning' -m pip install -q -e '.[dev]'
 	touch $@
 
 # Python packages, then PostgreSQL / Java / Maven (apt, only when missing) and the Kafka jars.

@@ -12,9 +12,9 @@ import msgspec
 
 from bench import proc
 from bench.report import Figure
-from cli import sample_learning
 from cli.emit_input import BadRow, Message, Row, read_jsonl, to_message
-from cli.sample import COLUMNS, generate
+from cli.sample import learning as sample_learning
+from cli.sample.fulfillments import COLUMNS, generate
 from common.kafka import make_producer
 from common.settings import Settings
 from common.topics import Topics

@@ -175,7 +175,7 @@ def markdown(run: Run, machine_rows: list[tuple[str, str]], command: str) -> str
         *(f"| {k} | {v} |" for k, v in machine_rows),
         "",
         f"Input: {run.events:,} raw proctoring events of {run.fulfillments:,} fulfillments "
-        "(`cli.sample.generate`, seed 42, the first events in time order). Settings: "
+        "(`cli.sample.fulfillments.generate`, seed 42, the first events in time order). Settings: "
         f"`DA_BATCH_SIZE={s.batch_size}`, `DA_PARTITIONS={s.partitions}` (every topic), "
         f"`DA_POLL_TIMEOUT_S={s.poll_timeout_s:g}`, replication factor "
         f"{s.replication_factor}.",

@@ -241,8 +241,9 @@ def markdown(run: Run, machine_rows: list[tuple[str, str]], command: str) -> str
         f"{_loads(run)} |",
         "",
         f"Input: {run.events:,} raw proctoring events of {run.fulfillments:,} fulfillments "
-        "(`cli.sample.generate`, seed 42, the first events in time order); the learning "
-        f"workload: {run.learning_messages:,} raw messages of `da sample learning`. Settings: "
+        "(`cli.sample.fulfillments.generate`, seed 42, the first events in time order); "
+        f"the learning workload: {run.learning_messages:,} raw messages of "
+        "`da sample learning`. Settings: "
         f"`DA_BATCH_SIZE={s.batch_size}`, `DA_PARTITIONS={s.partitions}` (every topic), "
         f"`DA_POLL_TIMEOUT_S={s.poll_timeout_s:g}`, replication factor "
         f"{s.replication_factor}. {len(run.figures)} repetitions, interleaved.",

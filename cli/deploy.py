@@ -29,9 +29,11 @@ def cluster_settings(kafka: str, env: dict[str, str] | None = None) -> Settings:
 
 
 _NAMESPACE = typer.Option("da", "--namespace", help="Kubernetes namespace of every object.")
-_OUT = typer.Option(
-    None, "-o", "--output", help="Directory to write one file per workload; default stdout."
+_TO = typer.Option(
+    None, "--to", metavar="DIR", help="Directory to write one file per workload; default stdout."
 )
+# `-o/--output DIR` before `-o` meant the output format across the CLI; kept, unlisted.
+_OLD_OUTPUT = typer.Option(None, "--output", hidden=True)
 _IMAGE = typer.Option("da-pipeline:latest", "--image", help="Image built from deploy/Dockerfile.")
 
 
@@ -48,14 +50,16 @@ def dump(manifests: list[Manifest]) -> str:
 @deploy_app.command("k8s")
 def k8s(
     namespace: str = _NAMESPACE,
-    out: Path | None = _OUT,
+    to: Path | None = _TO,
     image: str = _IMAGE,
     kafka: str = _KAFKA,
+    output: Path | None = _OLD_OUTPUT,
 ) -> None:
     """Kubernetes manifests for every stage of the registry: a StatefulSet with a KEDA
     ScaledObject on consumer lag per consuming stage, the collector's Deployment and Service,
     and a Job for topics, tables and schemas. Needs the Secret `da-database` (key `url`)."""
     manifests = render(Target(cluster_settings(kafka), namespace, image))
+    out = to or output
     if out is None:
         typer.echo(dump(manifests), nl=False)
         return

@@ -63,10 +63,7 @@ class Tally:
 
 
 def register(app: typer.Typer) -> None:
-    from cli import sample
-
     app.command("emit")(emit)
-    sample.register(app)
 
 
 def emit(

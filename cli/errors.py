@@ -3,9 +3,13 @@
 | code | meaning |
 |---|---|
 | 0 | done |
-| 1 | the work failed (bad rows, a critical verdict), or an unexpected error |
+| 1 | the work failed (bad rows, refused deliveries, a schema refused), or an unexpected error |
 | 2 | usage or configuration error: an option, an input file, a DA_* setting |
 | 3 | a service unreachable or unavailable (or refusing our credentials) |
+| 130 | interrupted (Ctrl-C) |
+
+``da status`` is a health check with the monitoring convention: 0 OK, 1 warning, 2 critical, 3
+unknown.
 
 Every line names the setting or input at fault and what to do about it.
 """

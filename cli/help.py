@@ -8,7 +8,9 @@ Examples live here, keyed by command path, so that a command module stays about 
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, get_args
 
 OVERVIEW = """\
 da-pipeline turns raw event streams into live state in PostgreSQL, through Apache Kafka.
@@ -25,30 +27,32 @@ behind an error line.
 
 EXIT_CODES = (
     (0, "done"),
-    (1, "the work failed (bad rows, a critical verdict)"),
+    (1, "the work failed (bad rows, refused deliveries, an incompatible schema)"),
     (2, "usage or configuration error (an option, an input file, a DA_* setting)"),
     (3, "a service unreachable or unavailable (Kafka, PostgreSQL)"),
+    (130, "interrupted (Ctrl-C)"),
 )
 
 
 def root_help() -> str:
     # "\b" keeps click from rewrapping the table.
-    table = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES)
-    return f"{OVERVIEW}\n\b\nExit codes:\n{table}\n"
+    table = "\n".join(f"  {code:<3}  {meaning}" for code, meaning in EXIT_CODES)
+    status = "  `da status` answers as a monitoring check: 0 OK, 1 warning, 2 critical, 3 unknown"
+    return f"{OVERVIEW}\n\b\nExit codes:\n{table}\n{status}\n"
 
 
 EXAMPLES = {
     "emit": "da emit data/sample/fulfillments.csv --rate 500",
     "fulfillments": "da fulfillments -o json",
-    "replay": "da replay fulfillment-state --since 2026-11-01T00:00:00Z",
+    "replay": "da replay fulfillment-state --from 2026-11-01T00:00:00Z   # the DEP stopped",
     "parked": "da parked",
     "learning": "da learning --limit 10",
     "stack up": "export $(da stack up)",
     "stack down": "da stack down --purge   # --force while stages still run",
     "stack status": "da stack status || da stack up",
-    "sample fulfillments": "da sample fulfillments --count 200 -o events.csv",
-    "sample learning": "da sample learning --students 25 -o class.jsonl",
-    "sample workflow": "da sample workflow --count 20 -o commands.jsonl",
+    "sample fulfillments": "da sample fulfillments --count 200 --to events.csv",
+    "sample learning": "da sample learning --students 25 --to class.jsonl",
+    "sample workflow": "da sample workflow --count 20 --to commands.jsonl",
     "topics ensure": "DA_PARTITIONS=12 da topics ensure",
     "topics list": "da topics list",
     "db migrate": "da db migrate",
@@ -57,7 +61,7 @@ EXAMPLES = {
     "schemas list": "da schemas list --markdown",
     "run": "DA_INSTANCE_ID=demux-2 da run demux",
     "up": "da up --instances 2",
-    "deploy k8s": "DA_PARTITIONS=12 da deploy k8s --namespace da --kafka kafka:9092 -o k8s/",
+    "deploy k8s": "DA_PARTITIONS=12 da deploy k8s --namespace da --kafka kafka:9092 --to k8s/",
     "down": "da down",
     "status": "da status --watch 5 --partitions",
     "gep run": "DA_INSTANCE_ID=gep-2 da gep run",
@@ -86,6 +90,23 @@ EXAMPLES = {
 }
 
 
+def _metavar(param: Any) -> str:
+    """What an option takes, as the README writes it: ``--rate N``, ``--since TIME``."""
+    kind = getattr(param, "type_descriptor", None)
+    if kind is None:
+        return str(param.name).upper()
+    if kind.is_choice:
+        return "|".join(map(str, kind.choices))
+    types = set(get_args(kind.annotation)) - {type(None)} or {kind.annotation}
+    if types & {int, float}:
+        return "N"
+    if datetime in types or param.name in ("since", "until"):
+        return "TIME"
+    if Path in types:
+        return "PATH"
+    return str(param.name).upper()
+
+
 def polish(command: Any, path: tuple[str, ...] = ()) -> None:
     """Walk the command tree (typer's click objects) and set examples and metavars."""
     children = getattr(command, "commands", None)
@@ -108,9 +129,7 @@ def polish(command: Any, path: tuple[str, ...] = ()) -> None:
         elif getattr(param, "is_flag", False):
             param.metavar = ""  # a flag takes no value: no "<bool>"
         elif param.metavar is None:
-            kind = getattr(param, "type_descriptor", None)
-            choices = kind.choices if kind is not None and kind.is_choice else None
-            param.metavar = "|".join(map(str, choices)) if choices else param.name.upper()
+            param.metavar = _metavar(param)
         placeholder = param.default == 0 and not getattr(param, "is_flag", False)
         if "(default DA_" in (param.help or "") or placeholder:
             # The setting's default, or "off": not a value worth printing as "[default: 0]".

@@ -72,6 +72,7 @@ def _register() -> None:
         emit,
         learning,
         replay,
+        sample,
         schemas,
         show,
         stages,
@@ -83,6 +84,7 @@ def _register() -> None:
 
     stack_commands.register(app)
     emit.register(app)
+    sample.register(app)
     stages.register(app)
     show.register(app)
     dlq.register(app)

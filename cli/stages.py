@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from cli.output import Column, Format, OutputOption, Report, Table, render
@@ -16,6 +18,8 @@ from common.settings import Settings, SettingsError
 from common.stages import Stage
 from common.topics import Topics
 from dep import registry
+
+log = logging.getLogger(__name__)
 
 topics_app = typer.Typer(help="Create and list the pipeline's Kafka topics.", no_args_is_help=True)
 db_app = typer.Typer(help="PostgreSQL state stores.", no_args_is_help=True)
@@ -57,8 +61,10 @@ def run_stage(stage: Stage) -> None:
             settings, stage.name, stage.handler(settings, codec_for(settings)), inputs, stop
         )
         return
-    db.migrate(settings, registry.all_migrations())
+    # The handler first: a setting it cannot use ends the command before the database changes.
     handler = stage.dep.build(settings, codec_for(settings))
+    if applied := db.migrate(settings, registry.all_migrations()):
+        log.info("applied migration(s): %s", ", ".join(applied))
     owner = stage.owner if stage.dep.outbox else None
     run_store(
         settings,

@@ -238,7 +238,8 @@ def csv_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
+    # `--json` came before `-o json`; kept, unlisted, for the scripts that use it.
+    as_json: Annotated[bool, typer.Option("--json", hidden=True)] = False,
     watch: Annotated[float, typer.Option(help="Refresh every N seconds; 0: once.")] = 0.0,
     partitions: Annotated[bool, typer.Option("--partitions", help="Every partition.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between the two samples.")] = 3.0,

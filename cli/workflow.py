@@ -24,6 +24,7 @@ from common.workflow import command_message
 
 workflow_app = typer.Typer(help="The OUS workflow: commands, state, history.", no_args_is_help=True)
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for the answer.")]
+OusUid = Annotated[str, typer.Argument(help="The OUS, e.g. uid://A003/X1/X1a.")]
 REPLY_BUCKET = "cli"
 
 
@@ -91,39 +92,41 @@ def _operation(operation: str, ous_uid: str, value: str | None, timeout: float) 
 
 
 @workflow_app.command("set-state")
-def set_state(ous_uid: str, state: str, timeout: Timeout = 30.0) -> None:
+def set_state(ous_uid: OusUid, state: str, timeout: Timeout = 30.0) -> None:
     """Move an OUS to STATE (the first state must be an initial one)."""
     _operation("set-state", ous_uid, state, timeout)
 
 
 @workflow_app.command("set-substate")
-def set_substate(ous_uid: str, recipe: str, timeout: Timeout = 30.0) -> None:
+def set_substate(ous_uid: OusUid, recipe: str, timeout: Timeout = 30.0) -> None:
     """Set an OUS's substate (its pipeline recipe)."""
     _operation("set-substate", ous_uid, recipe, timeout)
 
 
 @workflow_app.command("set-exec")
-def set_exec(ous_uid: str, executive: str, timeout: Timeout = 30.0) -> None:
+def set_exec(ous_uid: OusUid, executive: str, timeout: Timeout = 30.0) -> None:
     """Set the executive that processes an OUS."""
     _operation("set-exec", ous_uid, executive, timeout)
 
 
 @workflow_app.command("clear-exec")
-def clear_exec(ous_uid: str, timeout: Timeout = 30.0) -> None:
+def clear_exec(ous_uid: OusUid, timeout: Timeout = 30.0) -> None:
     """Clear an OUS's executive."""
     _operation("clear-exec", ous_uid, None, timeout)
 
 
 @workflow_app.command("set-flag")
 def set_flag(
-    ous_uid: str, flag: Annotated[str, typer.Argument(help="NAME=VALUE")], timeout: Timeout = 30.0
+    ous_uid: OusUid,
+    flag: Annotated[str, typer.Argument(help="NAME=VALUE")],
+    timeout: Timeout = 30.0,
 ) -> None:
     """Set a flag on an OUS."""
     _operation("set-flag", ous_uid, flag, timeout)
 
 
 @workflow_app.command("clear-flag")
-def clear_flag(ous_uid: str, name: str, timeout: Timeout = 30.0) -> None:
+def clear_flag(ous_uid: OusUid, name: str, timeout: Timeout = 30.0) -> None:
     """Clear a flag of an OUS."""
     _operation("clear-flag", ous_uid, name, timeout)
 
@@ -133,7 +136,7 @@ def _age(since: datetime | None, now: datetime) -> str:
 
 
 @workflow_app.command("get")
-def get(ous_uid: str) -> None:
+def get(ous_uid: OusUid) -> None:
     """Where one OUS stands."""
     with db.connect(_settings(), autocommit=True) as conn:
         row = conn.execute(
@@ -188,7 +191,7 @@ _LIST_COLUMNS = [
 
 
 @workflow_app.command("history")
-def history(ous_uid: str) -> None:
+def history(ous_uid: OusUid) -> None:
     """Every state an OUS left, with the time spent there, and the commands refused."""
     with db.connect(_settings(), autocommit=True) as conn:
         visits = conn.execute(

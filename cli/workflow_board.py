@@ -1,18 +1,16 @@
 """``da workflow board`` (OUS counts per state and the longest waiting OUS of each, like the
-observatory's dashboard), ``da workflow simulate`` and ``da sample workflow``."""
+observatory's dashboard) and ``da workflow simulate``."""
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 import typer
 
-from cli.sample_workflow import generate, write_jsonl
+from cli.sample.workflow import generate
 from common import db
 from common.kafka import check_kafka, make_producer
 from common.settings import Settings
@@ -96,27 +94,6 @@ def simulate(
     if busy:
         typer.echo(f"{busy} OUS(s) still waiting for an actor after {wait:g}s", err=True)
     board()
-
-
-def sample(
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 11,
-    count: Annotated[int, typer.Option(min=1, help="Number of OUSs.")] = 20,
-    reply_to: Annotated[
-        str, typer.Option(help="Topic the answers go to ('' for none).")
-    ] = "org.gooru.da.reply.sample",
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
-    ] = None,
-) -> None:
-    """OUS workflow commands as JSON lines of raw messages, for `da emit`: both body shapes,
-    illegal moves, unknown states, repeated command ids and commands GEP refuses."""
-    records = generate(seed, count, reply_to or None)
-    if output is None:
-        write_jsonl(records, sys.stdout)
-        return
-    with output.open("w", encoding="utf-8") as f:
-        write_jsonl(records, f)
-    typer.echo(f"wrote {len(records)} commands for {count} OUSs to {output}", err=True)
 
 
 def register(workflow_app: typer.Typer) -> None:

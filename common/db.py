@@ -75,7 +75,8 @@ def migrate(settings: Settings, migrations: list[Migration]) -> list[str]:
             for m in migrations:
                 if m.name in done:
                     continue
-                log.info("applying migration %s", m.name)
+                # DEBUG: callers report what was applied (`da db migrate` prints it).
+                log.debug("applying migration %s", m.name)
                 conn.execute(m.path.read_text().encode())  # a trusted file of the project's
                 conn.execute("INSERT INTO da_migrations (name) VALUES (%s)", (m.name,))
                 applied.append(m.name)

@@ -244,9 +244,18 @@ class Settings:
                 for n, v in (("DA_KAFKA_BOOTSTRAP_SERVERS", kafka), ("DA_DATABASE_URL", db))
                 if not v
             ]
+            where = stack_file(env)
+            # Outside any checkout, `da stack up` would start a second stack here: say so.
+            outside = not env.get("DA_STATE_DIR") and not where.parent.exists()
+            hint = (
+                "run da from the checkout whose stack runs (or set DA_STATE_DIR), or `da stack up` "
+                "to start one here"
+                if outside
+                else "run `da stack up`"
+            )
             raise SettingsError(
-                f"{' and '.join(missing)} not set and no local stack found at "
-                f"{stack_file(env)}: run `da stack up`, or set them to point at your services"
+                f"{' and '.join(missing)} not set and no local stack found at {where}: {hint}, "
+                "or set them to point at your services"
             )
         kwargs: dict[str, object] = {
             "kafka_bootstrap_servers": kafka,

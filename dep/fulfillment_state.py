@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from common.codec import Codec
 from common.events import FulfillmentEvent
 from common.runloop import Message
-from common.settings import Settings
+from common.settings import Settings, SettingsError
 from common.store import Cursor
 from dep.lifecycle import Lifecycle
 from dep.spec import DepSpec
@@ -129,15 +129,20 @@ class FulfillmentState:
 
 
 def build(settings: Settings, codec: Codec) -> FulfillmentState:
-    path = (
-        Path(settings.fulfillment_lifecycle)
-        if settings.fulfillment_lifecycle
-        else (DEFAULT_LIFECYCLE)
-    )
-    lifecycle = Lifecycle.load(path)
+    if not settings.fulfillment_lifecycle:
+        return FulfillmentState(codec, Lifecycle.load(DEFAULT_LIFECYCLE))
+    path = Path(settings.fulfillment_lifecycle)
+    try:
+        lifecycle = Lifecycle.load(path)
+    except (OSError, ValueError) as exc:  # ValueError: TOML or content (tomllib's is one)
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc).removeprefix(f"{path}: ")
+        raise SettingsError(f"DA_FULFILLMENT_LIFECYCLE={path}: {reason}") from None
     if lifecycle.order != "event_time":
         # The states are recomputed from the stored events, which keep event time, not log order.
-        raise ValueError(f"{path}: fulfillment-state computes in event time; order must say so")
+        raise SettingsError(
+            f"DA_FULFILLMENT_LIFECYCLE={path}: fulfillment-state computes in event time; "
+            'set order = "event_time"'
+        )
     return FulfillmentState(codec, lifecycle)
 
 

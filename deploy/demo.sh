@@ -3,8 +3,8 @@
 # as separate processes, the two samples replayed onto the ingest topic (proctoring events, then a
 # class's learning sessions), and the live state of fulfillments and of the class; then the OUS
 # workflow: a simulation of a few dozen OUSs driven by the actor DEPs, and its board.
-# The stages keep running (supervised by `da up`) after it ends: `make demo-stop` (`da down`) stops
-# them; `da stack down` stops Kafka and PostgreSQL.
+# The stages keep running (supervised by `da up`) after it ends: `make demo-stop` stops them
+# (`da down`), then Kafka, PostgreSQL and the schema registry (`da stack down`; the data stays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DA=.venv/bin/da
@@ -14,9 +14,13 @@ LEARNING=data/sample/learning.jsonl
 STACK_ENV=${DA_STATE_DIR:-.da}/stack.env
 mkdir -p "$RUN"
 
-if [ "${1:-}" = "stop" ]; then $DA down; exit 0; fi
+if [ "${1:-}" = "stop" ]; then
+    $DA down
+    $DA stack down
+    exit 0
+fi
 
-echo "== local stack (Kafka 4.1.1 KRaft + PostgreSQL)"
+echo "== local stack: Kafka (KRaft), PostgreSQL, schema registry"
 $DA stack up
 echo "== topics and tables"
 $DA topics ensure
@@ -28,7 +32,8 @@ $DA up | tail -n 3
 
 rows=$(($(wc -l <"$SAMPLE") - 1))
 echo "== replaying $rows proctoring events from $SAMPLE at 250 events/s"
-$DA emit "$SAMPLE" --rate 250 -v >"$RUN/emit.log" &
+# Its summary goes to the log: on a terminal it would cut through the live view below.
+$DA emit "$SAMPLE" --rate 250 >"$RUN/emit.log" 2>&1 &
 emit_pid=$!
 if [ -t 1 ]; then
     $DA fulfillments --watch 10
@@ -36,7 +41,7 @@ else
     for _ in 1 2 3; do sleep 3; echo; $DA fulfillments; done
 fi
 wait "$emit_pid"
-tail -n 3 "$RUN/emit.log"
+tail -n 1 "$RUN/emit.log"
 
 # The DEP is caught up when every distinct event of the sample is stored.
 distinct=$(cut -d, -f1 "$SAMPLE" | tail -n +2 | sort -u | wc -l)
@@ -53,8 +58,7 @@ lines=$(wc -l <"$LEARNING")
 echo
 echo "== replaying $lines raw learning messages from $LEARNING (log API 3.0, log writer,"
 echo "   core-system content, EdMobile) at 100 messages/s"
-$DA emit "$LEARNING" --rate 100 -v >"$RUN/emit-learning.log"
-tail -n 1 "$RUN/emit-learning.log"
+$DA emit "$LEARNING" --rate 100
 # The learning DEPs are caught up when nothing is parked and the applied DEs stop growing.
 previous=""
 for _ in $(seq 1 60); do
@@ -75,6 +79,7 @@ echo "Tables: current_fulfillments, fulfillments_history, events, usage_metrics,
 echo "competency_stats, ous_status, ous_state_history, ous_rejections in schema '${DA_DATABASE_SCHEMA:-da}' of:"
 grep DA_DATABASE_URL "$STACK_ENV"
 echo
-echo "The stages keep running: \`make demo-stop\` stops them, then \`da stack down\` stops Kafka and PostgreSQL."
-echo "Next: put da on your PATH with 'source .venv/bin/activate', then e.g. 'da status',"
-echo "'da fulfillments', 'da learning', 'da dlq list', 'da --help'."
+echo "The stages keep running; \`make demo-stop\` stops them, Kafka, PostgreSQL and the registry."
+echo "Next: put da on your PATH, then look around (from any folder of the checkout):"
+echo "  source .venv/bin/activate"
+echo "  da status; da fulfillments -o json; da learning; da dlq list; da --help"

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from cli.emit_input import Message, Row, read_jsonl, to_message
-from cli.sample import generate as sample_proctoring
-from cli.sample_learning import generate as sample_learning
+from cli.sample.fulfillments import generate as sample_proctoring
+from cli.sample.learning import generate as sample_learning
 from common.names import dep_stage
 from common.topics import Topics
 from dep import registry

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from cli.sample import COLUMNS, generate
+from cli.sample.fulfillments import COLUMNS, generate
 from cli.schemas import codec_for
 from common.deadletter import H_REASON, header
 from common.events import FulfillmentEvent

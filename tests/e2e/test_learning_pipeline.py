@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cli.sample_learning import generate
+from cli.sample.learning import generate
 from common.deadletter import H_REASON, header
 from common.settings import Settings
 from common.topics import Topics

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cli.sample import COLUMNS, generate
+from cli.sample.fulfillments import COLUMNS, generate
 from cli.schemas import codec_for
 from common.events import FulfillmentEvent
 from common.settings import Settings

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.sample import COLUMNS, generate
+from cli.sample.fulfillments import COLUMNS, generate
 from cli.stack import kafka
 from cli.stack.procs import free_port
 from common.settings import Settings

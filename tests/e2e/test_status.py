@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.sample import generate, write_csv
+from cli.sample.fulfillments import generate, write_csv
 from tests.e2e.pipeline import REPO, Stages, da, prepare
 
 DEP = "fulfillment-state"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cli.sample import generate, write_csv
+from cli.sample.fulfillments import generate, write_csv
 from cli.stack import kafka
 from common import stages
 from tests.e2e.pipeline import REPO, da

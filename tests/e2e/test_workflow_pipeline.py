@@ -19,7 +19,8 @@ from typing import Any
 
 import psycopg
 
-from cli.sample_workflow import generate, write_jsonl
+from cli.sample import write_jsonl
+from cli.sample.workflow import generate
 from cli.schemas import codec_for
 from common.deadletter import H_REASON, header
 from common.events import SystemEvent

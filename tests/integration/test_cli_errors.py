@@ -53,7 +53,7 @@ CASES: list[tuple[str, dict[str, str], int, str]] = [
     ("dep run nosuch", {}, 2, "nosuch"),
     ("replay nosuch --rebuild", {}, 2, "nosuch"),
     ("emit /nonexistent.csv", {}, 2, "/nonexistent.csv"),
-    ("sample fulfillments -o /nonexistent/x.csv", {}, 2, "/nonexistent/x.csv"),
+    ("sample fulfillments --to /nonexistent/x.csv", {}, 2, "/nonexistent/x.csv"),
     ("fulfillments --watch soon", {}, 2, "--watch"),
     ("no-such-command", {}, 2, "no-such-command"),
     ("topics ensure", {"DA_LOG_LEVEL": "verbose"}, 2, "DA_LOG_LEVEL"),

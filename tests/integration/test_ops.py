@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from cli.sample import generate
+from cli.sample.fulfillments import generate
 from cli.stages import all_topics
 from common import db
 from common.codec import Codec

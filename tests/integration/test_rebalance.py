@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from cli.sample import generate
+from cli.sample.fulfillments import generate
 from common.codec import Codec
 from common.launch import run_store
 from common.runloop import RunStats, Stopper

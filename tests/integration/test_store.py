@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from cli.sample import generate
+from cli.sample.fulfillments import generate
 from common import db
 from common.codec import Codec
 from common.deadletter import H_REASON, DeadLetterLimit, header

@@ -193,9 +193,8 @@ def test_setup_job_ensures_topics_migrates_and_registers_only_with_a_registry() 
 
 
 def test_the_command_writes_one_file_per_workload(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["deploy", "k8s", "--namespace", "pipeline", "--kafka", "k:9092", "-o", str(tmp_path)]
-    )
+    args = ["deploy", "k8s", "--namespace", "pipeline", "--kafka", "k:9092", "--to", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     files = sorted(tmp_path.glob("*.yaml"))
     assert len(files) == len({m["metadata"]["name"] for m in manifests()})

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dep.fulfillment_state import DEFAULT_LIFECYCLE
+from common.codec import Codec
+from common.settings import Settings, SettingsError
+from dep.fulfillment_state import DEFAULT_LIFECYCLE, build
 from dep.lifecycle import Lifecycle, order_key, whole_seconds
 
 LC = Lifecycle.load(DEFAULT_LIFECYCLE)
@@ -106,3 +108,24 @@ def test_config_naming_an_unknown_state_is_rejected(tmp_path: Path) -> None:
     path.write_text('states = ["A"]\n[triggers]\n"x" = "B"\n')
     with pytest.raises(ValueError, match="unknown states"):
         Lifecycle.load(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "No such file or directory"),
+        ("states = [", "Invalid"),
+        ('states = ["A"]\norder = "log"', 'order = "event_time"'),
+    ],
+)
+def test_an_unusable_lifecycle_file_is_one_line_naming_its_setting(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    path = tmp_path / "states.toml"
+    if content is not None:
+        path.write_text(content)
+    settings = Settings("k:9092", "postgresql://x@h/db", fulfillment_lifecycle=str(path))
+    with pytest.raises(SettingsError) as refused:
+        build(settings, Codec())
+    assert str(refused.value).startswith(f"DA_FULFILLMENT_LIFECYCLE={path}: ")
+    assert reason in str(refused.value) and "\n" not in str(refused.value)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.emit_input import REQUIRED_COLUMNS
-from cli.sample import COLUMNS, SampleRow, generate, write_csv
+from cli.sample.fulfillments import COLUMNS, SampleRow, generate, write_csv
 
 SAMPLE_FILE = Path(__file__).resolve().parents[2] / "data" / "sample" / "fulfillments.csv"
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli.emit_input import BadRow, Message, read_jsonl
-from cli.sample_learning import generate, write_jsonl
+from cli.sample import write_jsonl
+from cli.sample.learning import generate
 from common.events import CanonicalEvent
 from gep.formats import BY_NAME
 from gep.formats.rejected import Rejected

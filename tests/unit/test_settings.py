@@ -67,6 +67,16 @@ def test_missing_service_names_the_variable(
     assert "da stack up" in str(caught.value)
 
 
+def test_outside_any_checkout_the_error_points_back_to_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .da/ nor .git above it
+    with pytest.raises(SettingsError) as caught:
+        Settings.load({})
+    assert f"no local stack found at {tmp_path / '.da' / 'stack.env'}" in str(caught.value)
+    assert "run da from the checkout whose stack runs (or set DA_STATE_DIR)" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("name", "raw"),
     [("DA_PARTITIONS", "six"), ("DA_BATCH_SIZE", "1.5"), ("DA_IO_TIMEOUT_S", "soon")],

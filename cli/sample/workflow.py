@@ -9,10 +9,13 @@ plain-text one has no id and no reply), and commands GEP must refuse.
 
 from __future__ import annotations
 
-import json
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+
+from cli.sample import OldOutputOption, ToOption, deliver, write_jsonl
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 RECIPES = ("PipelineCalibration", "PipelineSingleDish", "PipelineInterferometry")
@@ -79,6 +82,17 @@ def generate(
     return out
 
 
-def write_jsonl(records: list[Record], out: Any) -> None:
-    for r in records:
-        out.write(json.dumps(r, separators=(",", ":")) + "\n")
+def command(
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 11,
+    count: Annotated[int, typer.Option(min=1, help="Number of OUSs.")] = 20,
+    reply_to: Annotated[
+        str, typer.Option(help="Topic the answers go to ('' for none).")
+    ] = "org.gooru.da.reply.sample",
+    to: ToOption = None,
+    output: OldOutputOption = None,
+) -> None:
+    """OUS workflow commands as JSON lines of raw messages, for `da emit`: both body shapes,
+    illegal moves, unknown states, repeated command ids and commands GEP refuses."""
+    records = generate(seed, count, reply_to or None)
+    said = f"{len(records)} commands for {count} OUSs"
+    deliver(to or output, lambda out: write_jsonl(records, out), said)

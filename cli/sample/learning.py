@@ -17,16 +17,14 @@ The output is JSON lines, one raw message each (``docs/formats.md``, "Sample fil
 
 from __future__ import annotations
 
-import json
 import random
-import sys
 from datetime import timedelta
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cli.sample_plays import CLASS, START, TEACHER, Plays, Record, course, epoch_ms
+from cli.sample import OldOutputOption, ToOption, deliver, write_jsonl
+from cli.sample.plays import CLASS, START, TEACHER, Plays, Record, course, epoch_ms
 
 
 def catalog(sample: Plays, students: list[str]) -> None:
@@ -105,29 +103,15 @@ def _oddities(sample: Plays, learners: list[str]) -> None:
     sample.add(left_open + timedelta(hours=3), "gooru.logapi", learners[0], value)
 
 
-def write_jsonl(records: list[Record], out: Any) -> None:
-    for r in records:
-        out.write(json.dumps(r, separators=(",", ":")) + "\n")
-
-
-def learning(
+def command(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
     students: Annotated[int, typer.Option(min=1, help="Students in the class.")] = 25,
     units: Annotated[int, typer.Option(min=1, help="Units in the course.")] = 2,
     lessons: Annotated[int, typer.Option(min=1, help="Lessons per unit.")] = 1,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
-    ] = None,
+    to: ToOption = None,
+    output: OldOutputOption = None,
 ) -> None:
     """A class's learning sessions as JSON lines of raw messages, for `da emit`."""
     records = generate(seed, students, units, lessons)
-    if output is None:
-        write_jsonl(records, sys.stdout)
-        return
-    with output.open("w", encoding="utf-8") as f:
-        write_jsonl(records, f)
-    typer.echo(f"wrote {len(records)} raw messages of {students} students to {output}", err=True)
-
-
-def register(sample_app: typer.Typer) -> None:
-    sample_app.command("learning")(learning)
+    said = f"{len(records)} raw messages of {students} students"
+    deliver(to or output, lambda out: write_jsonl(records, out), said)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import csv
 import random
-import sys
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
+
+from cli.sample import OldOutputOption, ToOption, deliver
 
 COLUMNS = (
     "id",
@@ -222,34 +222,20 @@ def write_csv(rows: Iterable[SampleRow], out: TextIO) -> None:
     writer.writerows(astuple(r) for r in rows)
 
 
-sample_app = typer.Typer(help="Generate sample input data.", no_args_is_help=True)
-
-
-@sample_app.command("fulfillments")
-def fulfillments(
+def command(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 42,
     count: Annotated[int, typer.Option(min=1, help="Number of fulfillments.")] = 200,
     start: Annotated[
         datetime,
         typer.Option(formats=["%Y-%m-%dT%H:%M:%S"], help="Start of the 26-hour export window."),
     ] = DEFAULT_START,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
-    ] = None,
+    to: ToOption = None,
+    output: OldOutputOption = None,
 ) -> None:
     """Proctoring events of COUNT fulfillments: a CSV export in the proctoring system's columns."""
     rows = generate(seed, count, start)
-    if output is None:
-        write_csv(rows, sys.stdout)
-        return
-    with output.open("w", encoding="utf-8", newline="") as f:
-        write_csv(rows, f)
-    typer.echo(f"wrote {len(rows)} events of {count} fulfillments to {output}", err=True)
-
-
-def register(app: typer.Typer) -> None:
-    from cli import sample_learning, workflow_board
-
-    sample_learning.register(sample_app)
-    sample_app.command("workflow")(workflow_board.sample)
-    app.add_typer(sample_app, name="sample")
+    deliver(
+        to or output,
+        lambda out: write_csv(rows, out),
+        f"{len(rows)} events of {count} fulfillments",
+    )
