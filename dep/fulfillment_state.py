@@ -2,30 +2,71 @@
 each state (a visual tracker of the proctoring workplace).
 
 Tables: ``events`` (every distinct raw event), ``current_fulfillments`` and
-``fulfillments_history``. For each fulfillment that got a new trigger event, both state tables
-are recomputed from its stored trigger events by the life-cycle engine (``dep.lifecycle``,
-configured by ``fulfillment_states.toml``: forward only, event time), so the result is the same
-whatever order, and however many times, the events arrive.
+``fulfillments_history``, computed by the life-cycle engine (``dep.lifecycle``, configured by
+``fulfillment_states.toml``: forward only, event time). A fulfillment's new trigger events that
+come after the last one applied (in event time) are applied on top of its current state; one
+that got a late event is recomputed from all its stored trigger events. Both give what replaying
+every distinct event in event time gives, so the result is the same whatever order, and however
+many times, the events arrive.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from psycopg.types.json import Jsonb
+import msgspec
 
 from common.codec import Codec
 from common.events import FulfillmentEvent
 from common.runloop import Message
 from common.settings import Settings, SettingsError
 from common.store import Cursor
-from dep.lifecycle import Lifecycle
+from dep.lifecycle import Entered, Left, Lifecycle, Progress
 from dep.spec import DepSpec
 
 DEFAULT_LIFECYCLE = Path(__file__).with_name("fulfillment_states.toml")
+Trigger = tuple[str, str, datetime]  # event_id, event_type, created_at
+
+# Emptied by every commit; created once per connection (``prepare``).
+_INCOMING = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming_events "
+    "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_UPSERT_CURRENT = """
+INSERT INTO current_fulfillments AS c (fulfillment_id, state, state_start_time, state_event_id,
+    last_event_at, last_event_id)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::timestamptz[],
+                     %b::text[])
+ON CONFLICT (fulfillment_id) DO UPDATE SET
+    state = EXCLUDED.state, state_start_time = EXCLUDED.state_start_time,
+    state_event_id = EXCLUDED.state_event_id, last_event_at = EXCLUDED.last_event_at,
+    last_event_id = EXCLUDED.last_event_id,
+    updated_at = CASE WHEN (c.state, c.state_start_time, c.state_event_id)
+        IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.state_start_time, EXCLUDED.state_event_id)
+        THEN now() ELSE c.updated_at END
+WHERE (c.state, c.state_start_time, c.state_event_id, c.last_event_at, c.last_event_id)
+    IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.state_start_time, EXCLUDED.state_event_id,
+                      EXCLUDED.last_event_at, EXCLUDED.last_event_id)
+"""
+
+
+def catch_up(
+    lifecycle: Lifecycle, row: Progress | None, has_row: bool, new: list[Trigger]
+) -> tuple[Progress | None, list[Left]] | None:
+    """A fulfillment's new trigger events applied without reading its stored history, or None
+    when that history must be replayed: a late event; a row without recorded progress; no row
+    where a fulfillment may have events that entered no state (a trigger that cannot start it).
+    ``row``: its progress as stored in ``current_fulfillments``."""
+    if row is not None:
+        return lifecycle.advance(row, new)
+    if not has_row and all(t in lifecycle.starts for t in lifecycle.triggers.values()):
+        # Every trigger may start a fulfillment, so one without a row has no trigger event
+        # stored: its first would have entered a state.
+        return lifecycle.from_scratch(new)
+    return None
 
 
 class FulfillmentState:
@@ -33,6 +74,12 @@ class FulfillmentState:
         self.codec = codec
         self.lifecycle = lifecycle
         self.trigger_types = sorted(lifecycle.triggers)
+        self._prepared: weakref.WeakSet[object] = weakref.WeakSet()
+        self._json = msgspec.json.Encoder()
+
+    def prepare(self, cur: Cursor) -> None:
+        cur.execute(_INCOMING)
+        self._prepared.add(cur.connection)
 
     def decode(self, msg: Message) -> FulfillmentEvent:
         return FulfillmentEvent.decode(self.codec, msg.value())
@@ -41,11 +88,11 @@ class FulfillmentState:
         distinct: dict[str, FulfillmentEvent] = {}
         for e in events:
             distinct.setdefault(e.event_id, e)
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS incoming_events "
-            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        cur.execute("TRUNCATE incoming_events")
+        if cur.connection not in self._prepared:
+            cur.execute(_INCOMING)  # run by a caller that does not prepare connections
+        # Rows left by an earlier call in this transaction (events handled one by one) are
+        # already in ``events``: inserted again, they conflict and are not returned.
+        json = self._json.encode
         with cur.copy(
             "COPY incoming_events (event_id, fulfillment_id, event_type, created_at, "
             "created_by_id, payload) FROM STDIN"
@@ -58,74 +105,102 @@ class FulfillmentState:
                         e.event_type,
                         e.occurred_at,
                         e.actor_id,
-                        Jsonb(dict(e.attributes)),
+                        json(e.attributes).decode(),
                     )
                 )
         cur.execute(
             "INSERT INTO events (event_id, fulfillment_id, event_type, created_at, created_by_id,"
             " payload) SELECT event_id, fulfillment_id, event_type, created_at, created_by_id,"
-            " payload FROM incoming_events ON CONFLICT (event_id) DO NOTHING"
-            " RETURNING fulfillment_id, event_type"
+            " payload FROM incoming_events ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         )
-        affected = sorted(
-            {str(fid) for fid, etype in cur.fetchall() if etype in self.lifecycle.triggers}
-        )
-        if affected:
-            self._recompute(affected, cur)
+        new: dict[str, list[Trigger]] = {}
+        triggers = self.lifecycle.triggers
+        for (event_id,) in cur.fetchall():
+            added = distinct.get(str(event_id))
+            if added is not None and added.event_type in triggers:
+                new.setdefault(added.fulfillment_id, []).append(
+                    (added.event_id, added.event_type, added.occurred_at)
+                )
+        if new:
+            self._apply(new, cur)
 
-    def _recompute(self, fulfillment_ids: list[str], cur: Cursor) -> None:
+    def _apply(self, new: dict[str, list[Trigger]], cur: Cursor) -> None:
+        """Each fulfillment's new trigger events on top of where it stood, or, for one that got
+        a late event (or has no recorded progress), its whole stored history replayed."""
+        ids = sorted(new)
         # One instance owns a fulfillment's partition, but while partitions are being added two
         # may briefly handle the same fulfillment: serialize them, so each reads the other's
-        # committed events. Sorted, so two such transactions cannot deadlock.
+        # committed events and state. Sorted, so two such transactions cannot deadlock.
         cur.execute(
             "SELECT pg_advisory_xact_lock(hashtext(f)) FROM unnest(%s::text[]) AS f ORDER BY f",
-            (fulfillment_ids,),
+            (ids,),
         )
+        cur.execute(
+            "SELECT fulfillment_id, state, state_start_time, state_event_id, last_event_at, "
+            "last_event_id FROM current_fulfillments WHERE fulfillment_id = ANY(%s)",
+            (ids,),
+        )
+        stored: dict[str, Progress | None] = {}
+        for fid, state, at, event_id, last_at, last_id in cur.fetchall():
+            stored[str(fid)] = (
+                None
+                if last_at is None
+                else Progress(Entered(str(state), at, str(event_id)), last_at, str(last_id))  # type: ignore[arg-type]
+            )
+        done: dict[str, tuple[Progress | None, list[Left]]] = {}
+        replay: list[str] = []
+        for fid in ids:
+            result = catch_up(self.lifecycle, stored.get(fid), fid in stored, new[fid])
+            if result is None:
+                replay.append(fid)
+            else:
+                done[fid] = result
+        if replay:
+            done |= self._replay(replay, cur)
+        self._write(done, cur)
+
+    def _replay(
+        self, fulfillment_ids: list[str], cur: Cursor
+    ) -> dict[str, tuple[Progress | None, list[Left]]]:
+        """Recompute from every stored trigger event; the history is written anew."""
         cur.execute(
             "SELECT fulfillment_id, event_id, event_type, created_at FROM events "
             "WHERE fulfillment_id = ANY(%s) AND event_type = ANY(%s)",
             (fulfillment_ids, self.trigger_types),
         )
-        by_entity: dict[str, list[tuple[str, str, datetime]]] = {}
+        by_entity: dict[str, list[Trigger]] = {fid: [] for fid in fulfillment_ids}
         for fid, event_id, event_type, created_at in cur.fetchall():
-            by_entity.setdefault(str(fid), []).append((str(event_id), str(event_type), created_at))  # type: ignore[arg-type]
-        current_rows: list[tuple[Any, ...]] = []
-        history_rows: list[tuple[Any, ...]] = []
-        for fid, evs in by_entity.items():
-            now, left = self.lifecycle.replay(evs)
-            if now is not None:
-                current_rows.append((fid, now.state, now.at, now.event_id))
-            history_rows += [
-                (
-                    fid,
-                    h.state,
-                    h.seconds,
-                    h.entered_at,
-                    h.left_at,
-                    h.entered_event_id,
-                    h.left_event_id,
-                )
-                for h in left
-            ]
+            by_entity[str(fid)].append((str(event_id), str(event_type), created_at))  # type: ignore[arg-type]
         cur.execute(
             "DELETE FROM fulfillments_history WHERE fulfillment_id = ANY(%s)", (fulfillment_ids,)
         )
+        return {fid: self.lifecycle.from_scratch(evs) for fid, evs in by_entity.items()}
+
+    def _write(self, done: dict[str, tuple[Progress | None, list[Left]]], cur: Cursor) -> None:
         with cur.copy(
             "COPY fulfillments_history (fulfillment_id, state, time_in_state, "
             "entered_at, left_at, entered_event_id, left_event_id) FROM STDIN"
         ) as copy:
-            for row in history_rows:
-                copy.write_row(row)
-        cur.executemany(
-            "INSERT INTO current_fulfillments (fulfillment_id, state, state_start_time, "
-            "state_event_id) VALUES (%s, %s, %s, %s) ON CONFLICT (fulfillment_id) DO UPDATE SET "
-            "state = EXCLUDED.state, state_start_time = EXCLUDED.state_start_time, "
-            "state_event_id = EXCLUDED.state_event_id, updated_at = now() "
-            "WHERE (current_fulfillments.state, current_fulfillments.state_start_time, "
-            "current_fulfillments.state_event_id) IS DISTINCT FROM "
-            "(EXCLUDED.state, EXCLUDED.state_start_time, EXCLUDED.state_event_id)",
-            current_rows,
-        )
+            for fid, (_, left) in done.items():
+                for h in left:
+                    copy.write_row(
+                        (
+                            fid,
+                            h.state,
+                            h.seconds,
+                            h.entered_at,
+                            h.left_at,
+                            h.entered_event_id,
+                            h.left_event_id,
+                        )
+                    )
+        rows = [
+            (fid, p.current.state, p.current.at, p.current.event_id, p.last_at, p.last_event_id)
+            for fid, (p, _) in sorted(done.items())
+            if p is not None and p.current is not None
+        ]
+        if rows:
+            cur.execute(_UPSERT_CURRENT, [list(col) for col in zip(*rows, strict=True)])
 
 
 def build(settings: Settings, codec: Codec) -> FulfillmentState:

@@ -16,7 +16,10 @@ A life-cycle file (TOML) declares, per entity kind:
   because their answers have already been given).
 
 ``step`` is the whole rule set for one move; ``replay`` applies it to a sequence. A move to the
-current state is a no-op (the first start is kept).
+current state is a no-op (the first start is kept). ``advance`` is the incremental form: it goes
+on from what an entity's earlier events left (``Progress``) when the new events all come after
+them, and says when they do not (a late event), so the caller replays that entity's whole history;
+both give the same result.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Literal
 
 Order = Literal["event_time", "log"]
 Verdict = Literal["entered", "moved", "same", "rejected"]
+Move = tuple[str, str, datetime]  # event id, event type (or target state), time
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,17 @@ class Outcome:
     @property
     def changed(self) -> bool:
         return self.verdict in ("entered", "moved")
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What an entity's events applied so far left: the current state (None: none entered yet)
+    and the last of those events in this life-cycle's order, which a new one must come after to
+    be applied on top."""
+
+    current: Entered | None
+    last_at: datetime
+    last_event_id: str
 
 
 def order_key(created_at: datetime, event_id: str) -> tuple[datetime, int, int, str]:
@@ -182,12 +197,51 @@ class Lifecycle:
         """``events``: (event_id, event_type, created_at), no duplicate ids; in any order for an
         ``event_time`` life-cycle, in log order for a ``log`` one. Event types that trigger no
         state are skipped."""
-        current, history, _ = self.run(
+        progress, history = self.from_scratch(events)
+        return (None if progress is None else progress.current), history
+
+    def from_scratch(
+        self, events: Iterable[tuple[str, str, datetime]]
+    ) -> tuple[Progress | None, list[Left]]:
+        """``replay``, with the progress it leaves (None: no event triggered anything)."""
+        moves = self._moves(events)
+        if not moves:
+            return None, []
+        return self._apply(None, moves)
+
+    def advance(
+        self, progress: Progress, events: Iterable[tuple[str, str, datetime]]
+    ) -> tuple[Progress, list[Left]] | None:
+        """Apply ``events`` (as for ``replay``) on top of ``progress``, without the events that
+        led there: the result equals ``from_scratch`` of all of them. None when an event belongs
+        before the last one applied (event-time order only): the caller then replays the whole
+        history with ``from_scratch``."""
+        moves = self._moves(events)
+        if (
+            moves
+            and self.order == "event_time"
+            and order_key(moves[0][2], moves[0][0])
+            <= order_key(progress.last_at, progress.last_event_id)
+        ):
+            return None
+        if not moves:
+            return progress, []
+        return self._apply(progress.current, moves)
+
+    def _moves(self, events: Iterable[Move]) -> list[Move]:
+        moves = [
             (event_id, self.triggers[etype], at)
             for event_id, etype, at in events
             if etype in self.triggers
-        )
-        return current, history
+        ]
+        if self.order == "event_time":
+            moves.sort(key=lambda m: order_key(m[2], m[0]))
+        return moves
+
+    def _apply(self, current: Entered | None, moves: list[Move]) -> tuple[Progress, list[Left]]:
+        current, history, _ = self.run(moves, current)
+        last_id, _, last_at = moves[-1]
+        return Progress(current, last_at, last_id), history
 
     def run(
         self, moves: Iterable[tuple[str, str, datetime]], current: Entered | None = None
