@@ -24,10 +24,14 @@ from dep.spec import DepSpec
 ROLLED_UP = ("collection.timespent", "collection.score", "collection.reaction")
 _KEY = "user_id, content_id, class_id, course_id, unit_id, lesson_id"
 
+# One statement per batch for each table (rows already one per key: a statement cannot touch a
+# row twice), the columns as binary arrays.
+_KEYS = "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]"
 _ADD = f"""
 INSERT INTO usage_metrics AS m ({_KEY}, time_spent_ms, views, starts,
     latest_reaction, reaction_at, reaction_event_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest({_KEYS}, %b::bigint[], %b::int[], %b::int[], %b::int[], %b::timestamptz[],
+                     %b::text[])
 ON CONFLICT ({_KEY}) DO UPDATE SET
     time_spent_ms = m.time_spent_ms + EXCLUDED.time_spent_ms,
     views = m.views + EXCLUDED.views,
@@ -43,7 +47,7 @@ ON CONFLICT ({_KEY}) DO UPDATE SET
 """
 _SCORE = f"""
 INSERT INTO usage_scores AS s ({_KEY}, session_id, score, basis, scored_at, event_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest({_KEYS}, %b::text[], %b::float8[], %b::int[], %b::timestamptz[], %b::text[])
 ON CONFLICT ({_KEY}, session_id) DO UPDATE SET
     score = EXCLUDED.score, basis = EXCLUDED.basis, scored_at = EXCLUDED.scored_at,
     event_id = EXCLUDED.event_id
@@ -107,7 +111,8 @@ class UsageMetrics:
                 session = (key, e.session_id or e.lineage.root_event_id)
                 if _newer(e, scores.get(session)):
                     scores[session] = e
-        cur.executemany(
+        _columns(
+            cur,
             _ADD,
             [
                 (
@@ -124,15 +129,21 @@ class UsageMetrics:
         )
         if not scores:
             return
-        cur.executemany(
+        _columns(
+            cur,
             _SCORE,
             [
-                (*key, session, e.value, e.basis, e.occurred_at, e.event_id)
+                (*key, session, float(e.value), e.basis, e.occurred_at, e.event_id)
                 for (key, session), e in sorted(scores.items(), key=lambda kv: kv[0])
             ],
         )
         keys = sorted({key for key, _ in scores})
         cur.execute(_RESCORE, [list(col) for col in zip(*keys, strict=True)])
+
+
+def _columns(cur: Cursor, statement: str, rows: list[tuple[object, ...]]) -> None:
+    if rows:
+        cur.execute(statement, [list(col) for col in zip(*rows, strict=True)])
 
 
 def build(settings: Settings, codec: Codec) -> UsageMetrics:
