@@ -62,10 +62,8 @@ def catch_up(
     ``row``: its progress as stored in ``current_fulfillments``."""
     if row is not None:
         return lifecycle.advance(row, new)
-    if not has_row and all(t in lifecycle.starts for t in lifecycle.triggers.values()):
-        # Every trigger may start a fulfillment, so one without a row has no trigger event
-        # stored: its first would have entered a state.
-        return lifecycle.from_scratch(new)
+    if not has_row and lifecycle.triggers_all_start:
+        return lifecycle.from_scratch(new)  # no row, so no trigger event stored
     return None
 
 

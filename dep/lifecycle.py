@@ -28,6 +28,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -130,6 +131,12 @@ class Lifecycle:
     @property
     def starts(self) -> frozenset[str]:
         return frozenset(self.states) if self.initial is None else self.initial
+
+    @cached_property
+    def triggers_all_start(self) -> bool:
+        """Whether every trigger may start an entity: then the first of its trigger events in
+        any order enters a state, and an entity with none entered has no trigger event."""
+        return all(t in self.starts for t in self.triggers.values())
 
     @classmethod
     def load(cls, path: Path) -> Lifecycle:
