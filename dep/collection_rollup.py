@@ -98,13 +98,16 @@ class CollectionRollup:
                     (("da-de-name", up.name.encode()),),
                 )
             )
-        cur.executemany(
-            f"INSERT INTO rollup_scores ({_KEY}, answered, score_sum, last_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT "
-            f"({_KEY}) DO UPDATE SET answered = EXCLUDED.answered, "
-            "score_sum = EXCLUDED.score_sum, last_at = EXCLUDED.last_at",
-            [(*k, *v) for k, v in sorted(scores.items())],
-        )
+        if scores:  # one row per session: one statement, the columns as binary arrays
+            rows = [(*k, a, float(total), last) for k, (a, total, last) in sorted(scores.items())]
+            cur.execute(
+                f"INSERT INTO rollup_scores ({_KEY}, answered, score_sum, last_at) SELECT * FROM "
+                "unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                "%b::text[], %b::int[], %b::float8[], %b::timestamptz[]) ON CONFLICT "
+                f"({_KEY}) DO UPDATE SET answered = EXCLUDED.answered, "
+                "score_sum = EXCLUDED.score_sum, last_at = EXCLUDED.last_at",
+                [list(col) for col in zip(*rows, strict=True)],
+            )
         self.outbox.add(cur, out)
 
     def _load_scores(
