@@ -214,15 +214,14 @@ class Guarded:
 
     def _begin(self, batch: Sequence[Message]) -> dict[tuple[str, int], InFlight]:
         """Step 1 (and 4: a message past its crashes is condemned instead of handled)."""
-        span: dict[tuple[str, int], InFlight] = {}
+        bounds: dict[tuple[str, int], tuple[int, int]] = {}  # plain ints: this runs per message
         for m in batch:
             tp, off = (m.topic() or "", m.partition() or 0), m.offset() or 0
-            cur = span.get(tp)
-            span[tp] = (
-                InFlight(min(cur.first, off), max(cur.last, off), 0)
-                if cur
-                else InFlight(off, off, 0)
+            low_high = bounds.get(tp)
+            bounds[tp] = (
+                (off, off) if low_high is None else (min(low_high[0], off), max(low_high[1], off))
             )
+        span = {tp: InFlight(low, high, 0) for tp, (low, high) in bounds.items()}
         for tp, rec in span.items():
             known = self._known.get(tp)
             suspect = self._suspect.get(tp)
