@@ -23,7 +23,7 @@ from common.events import FulfillmentEvent
 from common.launch import run_store, run_transform
 from common.runloop import Message, RunStats, Stopper
 from common.settings import Settings
-from common.store import Cursor, StoreHandler
+from common.store import Cursor, Prepares, StoreHandler
 from common.topics import Topics
 from common.transactional import Handler, Output
 
@@ -85,6 +85,11 @@ class _TimedStore:
 
     def handle(self, events: Sequence[FulfillmentEvent], cur: Cursor) -> None:
         self.handler.handle(events, cur)
+
+    def prepare(self, cur: Cursor) -> None:
+        # Passed through so the measured DEP sets up its connection once, as it does in service.
+        if isinstance(self.handler, Prepares):
+            self.handler.prepare(cur)
 
 
 def measure(
