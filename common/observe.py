@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from common.metrics import StageMetrics
 from common.runloop import Consumer, Message
@@ -233,7 +233,13 @@ def _high(consumer: Consumer, tp: TopicPartition) -> int | None:
     part = TopicPartition(tp.topic, tp.partition)
     _, high = get(part, cached=True)  # from the last fetch response: no round trip
     if high is None or high < 0:  # nothing fetched yet from this partition: ask the broker
-        _, high = get(part, timeout=2.0)
+        try:
+            _, high = get(part, timeout=2.0)
+        except KafkaException as exc:
+            # A leader that just moved (a broker lost, restarted) answers "not leader" until
+            # the client's metadata follows: a gauge left unset a moment, never a crashed stage.
+            log.debug("end offset of %s[%d]: %s", tp.topic, tp.partition, exc)
+            return None
     return int(high) if high is not None and high >= 0 else None
 
 

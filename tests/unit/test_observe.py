@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import generate_latest
 
 from common.deadletter import H_REASON
@@ -149,3 +149,31 @@ def test_promtool_accepts_the_metrics(promtool: str) -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, check=False
     )
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+
+
+class _LeaderMoved(FakeConsumer):
+    """A consumer whose partition's leader just moved: nothing fetched yet, and the broker it
+    asks for the end offset answers "not leader" (a broker of the cluster was lost)."""
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float | None = None, cached: bool = False
+    ) -> tuple[int, int]:
+        if cached:
+            return -1001, -1001
+        raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+
+
+def test_a_lag_sample_during_a_leader_move_leaves_the_gauge_unset_instead_of_crashing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("common.observe.LAG_EVERY_S", 0.0)
+    obs = observer()
+    consumer = _LeaderMoved({("in", 0): []}, at={("in", 0): 0})
+    obs.assigned([TopicPartition("in", 0)])
+    obs.turned(consumer)  # raised out of the run loop before, and the stage exited
+    assert (
+        obs.metrics.registry.get_sample_value(
+            "da_consumer_lag", {"stage": "gep", "topic": "in", "partition": "0"}
+        )
+        is None
+    )
