@@ -50,6 +50,7 @@ EXAMPLES = {
     "stack up": "export $(da stack up)",
     "stack down": "da stack down --purge   # --force while stages still run",
     "stack status": "da stack status || da stack up",
+    "stack broker": "da stack broker kill 2 && da stack broker start 2",
     "sample fulfillments": "da sample fulfillments --count 200 --to events.csv",
     "sample learning": "da sample learning --students 25 --to class.jsonl",
     "sample workflow": "da sample workflow --count 20 --to commands.jsonl",

@@ -224,6 +224,13 @@ def check_kafka(settings: Settings, timeout_s: float | None = None) -> None:
                 ) from None
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """How many replicas must have a write before it is acknowledged (``acks=all``): 2 of 3, so
+    one broker may be lost or restarted while writes go on and an acknowledged write survives
+    the loss of any one broker; 1 when there are fewer than 3 replicas."""
+    return 2 if replication_factor >= 3 else 1
+
+
 def ensure_topics(
     settings: Settings, names: Sequence[str], partitions: int | None = None
 ) -> list[str]:
@@ -239,6 +246,9 @@ def ensure_topics(
                 n,
                 num_partitions=partitions or settings.partitions,
                 replication_factor=settings.replication_factor,
+                config={
+                    "min.insync.replicas": str(min_insync_replicas(settings.replication_factor))
+                },
             )
             for n in wanted
         ],

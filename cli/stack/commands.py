@@ -1,5 +1,5 @@
-"""``da stack up | down | status``: the local stack's commands (``cli/stack/control.py`` does the
-work)."""
+"""``da stack up | down | status | broker``: the local stack's commands (``cli/stack/control.py``
+and ``cli/stack/cluster.py`` do the work)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 import typer
 
+from cli.stack import cluster
 from cli.stack.control import connected, stack_file_of, stack_status, start_stack, stop_stack
 from common.settings import Settings, SettingsError, state_dir
 
@@ -15,12 +16,19 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def up() -> None:
+def up(
+    brokers: int = typer.Option(
+        0,
+        "--brokers",
+        help="Kafka brokers: 1, or 3 for a KRaft cluster on loopback with every topic on all "
+        "three (2 in sync); default: as many as the stack was made with, 1 for a new one.",
+    ),
+) -> None:
     """Start Kafka, PostgreSQL and the schema registry (if not running); print their settings."""
     state = state_dir()
     before = stack_status(state)
     began = time.monotonic()
-    info = start_stack(state)
+    info = start_stack(state, brokers or None)
     for name, address, was in (
         ("postgres", info.database_url, before.postgres),
         ("kafka", info.kafka_bootstrap_servers, before.kafka),
@@ -64,6 +72,9 @@ def status() -> None:
     current = stack_status(state_dir())
     for name, address in current.named():
         typer.echo(f"{name}: up at {address}" if address else f"{name}: down")
+        if name == "kafka":
+            for broker in current.brokers:
+                typer.echo(broker.line())
     try:
         properties = Settings.load().shown_kafka_properties()
     except SettingsError:
@@ -75,6 +86,21 @@ def status() -> None:
         raise typer.Exit(3)
 
 
+def broker(
+    action: str = typer.Argument(..., help=f"One of: {', '.join(cluster.ACTIONS)}."),
+    number: int = typer.Argument(..., help="The broker, 1 to 3."),
+) -> None:
+    """Inject a fault into one broker of a `--brokers 3` stack, or mend it: stop (controlled
+    shutdown), kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT), start, restart. start and
+    restart wait until the broker is back in the cluster."""
+    if action not in cluster.ACTIONS:
+        raise typer.BadParameter(f"{action!r} is not one of {', '.join(cluster.ACTIONS)}")
+    state = state_dir()
+    _say(cluster.act(state, number, action))
+    for shown in cluster.brokers(state):
+        _say(shown.line())
+
+
 def register(app: typer.Typer) -> None:
     stack = typer.Typer(
         help="Local Kafka + PostgreSQL + schema registry for development and tests (no Docker).",
@@ -83,4 +109,5 @@ def register(app: typer.Typer) -> None:
     stack.command("up")(up)
     stack.command("down")(down)
     stack.command("status")(status)
+    stack.command("broker")(broker)
     app.add_typer(stack, name="stack")

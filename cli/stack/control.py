@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from cli.stack import kafka, postgres, registry
+from cli.stack import cluster, kafka, postgres, registry
 from common.kafka import connected_members
 from common.settings import Settings, stack_file
 
@@ -22,22 +22,27 @@ class StackInfo:
     kafka_bootstrap_servers: str
     database_url: str
     schema_registry_url: str
+    replication_factor: int = 1  # the brokers: every topic on all of them
 
     def env(self) -> dict[str, str]:
-        return {
+        found = {
             "DA_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "DA_DATABASE_URL": self.database_url,
             "DA_SCHEMA_REGISTRY_URL": self.schema_registry_url,
         }
+        if self.replication_factor > 1:
+            found["DA_REPLICATION_FACTOR"] = str(self.replication_factor)
+        return found
 
 
 @dataclass(frozen=True)
 class StackStatus:
     """Address of each service, or None when it is down."""
 
-    kafka: str | None
+    kafka: str | None  # a cluster: the brokers that are up
     postgres: str | None
     schema_registry: str | None
+    brokers: tuple[cluster.Broker, ...] = ()  # a cluster's, each
 
     def named(self) -> list[tuple[str, str | None]]:
         return [
@@ -48,7 +53,8 @@ class StackStatus:
 
     @property
     def all_up(self) -> bool:
-        return all(address is not None for _, address in self.named())
+        up = all(address is not None for _, address in self.named())
+        return up and all(broker.state == "up" for broker in self.brokers)
 
     @property
     def any_up(self) -> bool:
@@ -69,24 +75,30 @@ def _locked(state: Path) -> Iterator[None]:
 
 
 def stack_status(state: Path) -> StackStatus:
+    brokers = tuple(cluster.brokers(state))
+    up = ",".join(broker.address for broker in brokers if broker.state == "up")
     return StackStatus(
-        kafka=kafka.status(state),
+        kafka=(up or None) if brokers else kafka.status(state),
         postgres=postgres.status(state),
         schema_registry=registry.status(state),
+        brokers=brokers,
     )
 
 
-def start_stack(state: Path) -> StackInfo:
-    """Start whatever is not running (idempotent) and write the stack file."""
+def start_stack(state: Path, brokers: int | None = None) -> StackInfo:
+    """Start whatever is not running (idempotent) and write the stack file. ``brokers``: 1 or 3;
+    None: as many as the stack's data was made with (1 for a new one)."""
     state = state.resolve()
     with _locked(state):
+        size = cluster.choose_size(state, brokers)
         # The registry's JVM warms up meanwhile. PostgreSQL first: it is quick, and a Kafka
         # failure then leaves a usable half to retry.
         registry.spawn(state)
         info = StackInfo(
             database_url=postgres.start(state),
-            kafka_bootstrap_servers=kafka.start(state),
+            kafka_bootstrap_servers=kafka.start(state) if size == 1 else cluster.start(state),
             schema_registry_url=registry.wait_ready(state),
+            replication_factor=size,
         )
         lines = [f"{key}={value}" for key, value in info.env().items()]
         stack_file_of(state).write_text("# written by `da stack up`\n" + "\n".join(lines) + "\n")
@@ -100,6 +112,7 @@ def stop_stack(state: Path, purge: bool = False) -> StackStatus:
         was = stack_status(state)
         registry.stop(state)
         kafka.stop(state)
+        cluster.stop(state)
         postgres.stop(state)
         stack_file_of(state).unlink(missing_ok=True)
         if purge:
