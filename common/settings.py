@@ -121,7 +121,11 @@ class Settings:
     )
     database_schema: str = _setting("da", "PostgreSQL schema that holds every state store")
     partitions: int = _setting(6, "partitions of each topic `da topics ensure` creates")
-    replication_factor: int = _setting(1, "replicas of each topic `da topics ensure` creates")
+    replication_factor: int = _setting(
+        1,
+        "replicas of each topic `da topics ensure` creates (3 or more: 2 must be in sync for a "
+        "write); `da stack up --brokers 3` sets 3 in the stack file",
+    )
     batch_size: int = _setting(1000, "events a stage takes in one poll and one transaction")
     poll_timeout_s: float = _setting(0.5, "seconds a stage's poll waits for events")
     io_timeout_s: float = _setting(

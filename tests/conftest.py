@@ -21,7 +21,7 @@ from common.settings import Settings
 from tests.services import NoServices, Services, acquire
 
 _TESTS = Path(__file__).resolve().parent
-_MARK_BY_DIR = {"integration": "integration", "e2e": "e2e"}
+_MARK_BY_DIR = {"integration": "integration", "e2e": "e2e", "cluster": "e2e"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

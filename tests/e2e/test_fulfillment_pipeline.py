@@ -99,6 +99,23 @@ def check_tables(settings: Settings, want: Expected) -> list[str]:
     return problems
 
 
+def check_topics(settings: Settings, valid: list[dict[str, str]]) -> None:
+    """The bad rows were dead-lettered with their reasons, once each, and every valid raw event
+    (a duplicate row is a second delivery) made exactly one DE."""
+    topics = Topics(settings.namespace)
+    dead = read_topic(settings, topics.dead_letter("gep"), expect=len(BAD))
+    # The original bytes are kept: they still parse to the row that was sent.
+    reasons = {json.loads(m.value())["id"]: header(m.headers(), H_REASON) for m in dead}
+    assert reasons == {k: reason for k, (_, reason) in BAD.items()}
+    assert len(dead) == len(BAD)
+    des = read_topic(settings, topics.sink("demux", "fulfillment.welcome"), expect=len(valid))
+    # Despite the faults, the Kafka transactions neither lost nor repeated one.
+    sent = Counter(r["id"] for r in valid)
+    with closing(codec_for(settings)) as codec:
+        got = Counter(FulfillmentEvent.decode(codec, m.value()).event_id for m in des)
+    assert got == sent
+
+
 COMMANDS = {
     "gep": ["gep", "run"],
     "demux": ["demux", "run"],
@@ -133,19 +150,7 @@ def replay_and_check(
 
         problems = wait_until_equal(lambda: check_tables(settings, want))
         assert problems == [], stages.tails()
-
-        topics = Topics(settings.namespace)
-        dead = read_topic(settings, topics.dead_letter("gep"), expect=len(BAD))
-        # The original bytes are kept: they still parse to the row that was sent.
-        reasons = {json.loads(m.value())["id"]: header(m.headers(), H_REASON) for m in dead}
-        assert reasons == {k: reason for k, (_, reason) in BAD.items()}
-        des = read_topic(settings, topics.sink("demux", "fulfillment.welcome"), expect=len(valid))
-        # Every valid raw event (a duplicate row is a second delivery) made exactly one DE,
-        # despite the faults: the Kafka transactions neither lost nor repeated one.
-        sent = Counter(r["id"] for r in valid)
-        with closing(codec_for(settings)) as codec:
-            got = Counter(FulfillmentEvent.decode(codec, m.value()).event_id for m in des)
-        assert got == sent
+        check_topics(settings, valid)
     finally:
         exits = stages.stop_all()
     assert set(exits.values()) == {0}, (exits, stages.tails())
