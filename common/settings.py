@@ -222,6 +222,8 @@ class Settings:
     collector_apps_refresh_s: float = _setting(
         5.0, "seconds between the collector's reads of the applications table (revocations)"
     )
+    web_host: str = _setting("127.0.0.1", "address `da web` (the browser console) listens on")
+    web_port: int = _setting(8088, "port `da web` listens on")
     # Kept out of repr because some are secrets.
     kafka_properties: tuple[tuple[str, str], ...] = field(
         default=(),
@@ -340,6 +342,8 @@ class Settings:
         if self.schema_registry_basic_auth and ":" not in self.schema_registry_basic_auth:
             raise SettingsError("DA_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
         self._validate_collector()
+        if not 0 < self.web_port < 65536:
+            raise SettingsError("DA_WEB_PORT must be a TCP port (1..65535)")
 
     def _validate_collector(self) -> None:
         if self.collector_unknown_types not in ("reject", "accept"):
