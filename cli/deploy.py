@@ -10,6 +10,7 @@ import yaml
 
 from cli.k8s import Manifest, Target, render
 from common.settings import Settings
+from common.stages import check_dep_databases
 
 deploy_app = typer.Typer(help="Manifests to run the pipeline on a platform.", no_args_is_help=True)
 
@@ -25,7 +26,9 @@ def cluster_settings(kafka: str, env: dict[str, str] | None = None) -> Settings:
     cluster's Kafka; the database URL stays in the cluster's Secret, never in a manifest."""
     merged = dict(os.environ if env is None else env)
     merged |= {"DA_KAFKA_BOOTSTRAP_SERVERS": kafka, "DA_DATABASE_URL": "postgresql:///unused"}
-    return Settings.load(merged)
+    settings = Settings.load(merged)
+    check_dep_databases(settings)
+    return settings
 
 
 _NAMESPACE = typer.Option("da", "--namespace", help="Kubernetes namespace of every object.")
@@ -56,8 +59,11 @@ def k8s(
     output: Path | None = _OLD_OUTPUT,
 ) -> None:
     """Kubernetes manifests for every stage of the registry: a StatefulSet with a KEDA
-    ScaledObject on consumer lag per consuming stage, the collector's Deployment and Service,
-    and a Job for topics, tables and schemas. Needs the Secret `da-database` (key `url`)."""
+    ScaledObject on consumer lag per consuming stage, the collector's and the web console's
+    Deployment and Service, and a Job for topics, tables and schemas. Needs the Secret
+    `da-database` (key `url`; key `<dep>` for each DA_DEP_<NAME>_DATABASE_URL set); with
+    DA_KAFKA_SECURITY_PROTOCOL set, a KEDA TriggerAuthentication reads the Secrets `da-kafka`
+    and `da-kafka-tls` (see deploy/README.md)."""
     manifests = render(Target(cluster_settings(kafka), namespace, image))
     out = to or output
     if out is None:

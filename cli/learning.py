@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import psycopg
 import typer
 
 from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db, parking
 from common.settings import Settings
+from dep import competency_stats, content_catalog, usage_metrics
 
 _PARKED = [
     Column("dep", "DEP"),
@@ -25,9 +27,7 @@ def parked(output: OutputOption = Format.TABLE) -> None:
     """Events parked by DEPs until what they need (content metadata, say) arrives."""
     from cli.main import load_settings
 
-    settings = load_settings()
-    with db.connect(settings, autocommit=True) as conn:
-        found = parking.summary(conn)
+    found = parked_summary(load_settings())
     now = datetime.now(UTC)
     rows = [
         {
@@ -42,6 +42,15 @@ def parked(output: OutputOption = Format.TABLE) -> None:
     total = sum(r.count for r in found)
     report = Report([Table("deps", _PARKED, rows)], {"parked": ("parked", total)})
     typer.echo(render(report, output))
+
+
+def parked_summary(settings: Settings) -> list[parking.ParkedSummary]:
+    """What every DEP has parked, from every database (a DEP's rows live in its own)."""
+    found = []
+    for each in db.each_database(settings):
+        with db.connect(each, autocommit=True) as conn:
+            found += parking.summary(conn)
+    return sorted(found, key=lambda s: s.owner)
 
 
 _STUDENTS = """
@@ -88,12 +97,28 @@ _COMPETENCY_COLUMNS = [
 ]
 
 
+def _copy_families(settings: Settings, usage: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The content catalog lives in another database: its families go into a temporary table of
+    the same name on the usage connection (temporary tables come first on the search path), so
+    one query joins them."""
+    with db.connect(settings, autocommit=True, dep=content_catalog.SPEC.name) as conn:
+        rows = conn.execute("SELECT content_id, content_family FROM content_catalog").fetchall()
+    usage.execute("CREATE TEMP TABLE content_catalog (content_id text, content_family text)")
+    with usage.cursor().copy("COPY content_catalog FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def report(settings: Settings, limit: int) -> Report:
-    with db.connect(settings, autocommit=True) as conn:
+    usage, catalog = usage_metrics.SPEC.name, content_catalog.SPEC.name
+    with db.connect(settings, autocommit=True, dep=usage) as conn:
         applied = conn.execute("SELECT count(*) FROM usage_seen").fetchall()[0][0]
+        if settings.database_url_for(catalog) != settings.database_url_for(usage):
+            _copy_families(settings, conn)
         students = conn.execute(_STUDENTS, (limit,)).fetchall()
+    with db.connect(settings, autocommit=True, dep=competency_stats.SPEC.name) as conn:
         competencies = conn.execute(_COMPETENCIES).fetchall()
-        waiting = sum(p.count for p in parking.summary(conn))
+    waiting = sum(p.count for p in parked_summary(settings))
     student_rows = [
         {
             "student": user,

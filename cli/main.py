@@ -55,8 +55,11 @@ _loaded: list[Settings] = []  # what main() masks in its one-line error
 
 def load_settings() -> Settings:
     """Settings for a command; logging is configured here so every stage logs alike."""
+    from common.stages import check_dep_databases
+
     settings = Settings.load()
     _loaded[:] = [settings]
+    check_dep_databases(settings)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Redacting(settings))
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])

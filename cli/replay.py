@@ -109,7 +109,7 @@ def replay(
         what = f"re-read {name}'s input from {at.isoformat()}"
     if not yes and not typer.confirm(f"{what}?"):
         raise typer.Exit(1)
-    with db.connect(settings) as conn, conn.transaction():
+    with db.connect(settings, dep=name) as conn, conn.transaction():
         if rebuild:
             # Outbox rows and parked events are state too: a rebuild recreates what is needed.
             conn.execute("DELETE FROM da_outbox WHERE owner = %s", (name,))

@@ -11,6 +11,7 @@ import typer
 from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db
 from common.settings import Settings
+from dep import fulfillment_state
 
 
 def _fmt_duration(seconds: object) -> str:
@@ -34,7 +35,7 @@ _WAITING = [
 
 
 def report(settings: Settings) -> Report:
-    with db.connect(settings, autocommit=True) as conn:
+    with db.connect(settings, autocommit=True, dep=fulfillment_state.SPEC.name) as conn:
         as_of = conn.execute("SELECT max(created_at) FROM events").fetchone()
         events = conn.execute("SELECT count(*) FROM events").fetchone()
         by_state = conn.execute(

@@ -30,17 +30,22 @@ class Reader:
         self.topics = Topics(settings.namespace)
         self.admin: AdminClient = make_admin(settings)
         self.consumer: Consumer = make_consumer(settings, f"da.status.{uuid.uuid4().hex}")
-        self.conn: psycopg.Connection[tuple[object, ...]] | None = None
+        # One connection per database (a DEP may keep its state in its own).
+        self.conns: dict[str, psycopg.Connection[tuple[object, ...]]] = {}
 
     def close(self) -> None:
         self.consumer.close()
-        if self.conn is not None:
-            self.conn.close()
+        for conn in self.conns.values():
+            conn.close()
 
-    def db(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = db.connect(self.settings, autocommit=True)
-        return self.conn
+    def db(self, stage: Stage) -> psycopg.Connection[tuple[object, ...]]:
+        """A connection to the database where the store stage keeps its state."""
+        dep = stage.short_name
+        url = self.settings.database_url_for(dep)
+        conn = self.conns.get(url)
+        if conn is None or conn.closed or conn.broken:
+            conn = self.conns[url] = db.connect(self.settings, autocommit=True, dep=dep)
+        return conn
 
     def sample(self) -> dict[str, StageSample]:
         """One reading of every consuming stage."""
@@ -72,7 +77,7 @@ class Reader:
             for tp in offsets.topic_partitions or []
             if tp.offset >= 0
         }
-        stored = lag.stored_offsets(self.db(), group) if stage.dep is not None else {}
+        stored = lag.stored_offsets(self.db(stage), group) if stage.dep is not None else {}
         parts = []
         for topic in stage.input_topics(self.topics):
             info = meta.get(topic)
@@ -103,8 +108,8 @@ class Reader:
         last = None
         if stage.dep is not None:
             try:
-                conn = self.db()
-                parked = sum(s.count for s in parking.summary(conn) if s.owner == stage.owner)
+                conn = self.db(stage)
+                parked = parking.count(conn, stage.owner or stage.short_name)
                 row = conn.execute(
                     "SELECT max(updated_at) FROM da_offsets WHERE consumer_group = %s",
                     (stage.group(self.settings),),

@@ -21,6 +21,7 @@ from common.kafka import check_kafka, ensure_topics, make_consumer, make_produce
 from common.settings import Settings
 from common.topics import Topics
 from common.workflow import command_message
+from dep import ous_lifecycle
 
 workflow_app = typer.Typer(help="The OUS workflow: commands, state, history.", no_args_is_help=True)
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for the answer.")]
@@ -138,7 +139,7 @@ def _age(since: datetime | None, now: datetime) -> str:
 @workflow_app.command("get")
 def get(ous_uid: OusUid) -> None:
     """Where one OUS stands."""
-    with db.connect(_settings(), autocommit=True) as conn:
+    with db.connect(_settings(), autocommit=True, dep=ous_lifecycle.SPEC.name) as conn:
         row = conn.execute(
             "SELECT state, state_since, substate, executive, flags, updated_at FROM ous_status "
             "WHERE ous_uid = %s",
@@ -166,7 +167,7 @@ def list_ous(
 ) -> None:
     """OUSs by state, substate and executive, longest in their state first."""
     pattern = re.compile(substate) if substate else None
-    with db.connect(_settings(), autocommit=True) as conn:
+    with db.connect(_settings(), autocommit=True, dep=ous_lifecycle.SPEC.name) as conn:
         rows = conn.execute(
             "SELECT ous_uid, state, state_since, substate, executive FROM ous_status "
             "WHERE (%s::text IS NULL OR state = %s) AND (%s::text IS NULL OR executive = %s) "
@@ -193,7 +194,7 @@ _LIST_COLUMNS = [
 @workflow_app.command("history")
 def history(ous_uid: OusUid) -> None:
     """Every state an OUS left, with the time spent there, and the commands refused."""
-    with db.connect(_settings(), autocommit=True) as conn:
+    with db.connect(_settings(), autocommit=True, dep=ous_lifecycle.SPEC.name) as conn:
         visits = conn.execute(
             "SELECT state, entered_at, left_at, seconds FROM ous_state_history "
             "WHERE ous_uid = %s ORDER BY entered_at, left_at",

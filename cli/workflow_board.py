@@ -15,6 +15,7 @@ from common import db
 from common.kafka import check_kafka, make_producer
 from common.settings import Settings
 from common.topics import Topics
+from dep import ous_lifecycle
 
 # States an OUS waits in for an actor; a simulation is over when none of its OUSs is in one.
 BUSY = ("FullyObserved", "ReadyForProcessing", "Processing")
@@ -32,7 +33,7 @@ def _settings() -> Settings:
 
 
 def render(settings: Settings, states: list[str], now: datetime) -> str:
-    with db.connect(settings, autocommit=True) as conn:
+    with db.connect(settings, autocommit=True, dep=ous_lifecycle.SPEC.name) as conn:
         found: list[tuple[Any, ...]] = conn.execute(_BOARD).fetchall()
     rows = {str(r[0]): r[1:] for r in found}
     lines = [f"{'state':<20} {'OUSs':>5}  longest waiting"]
@@ -81,7 +82,7 @@ def simulate(
     deadline = time.monotonic() + wait
     busy = -1
     while time.monotonic() < deadline:
-        with db.connect(settings, autocommit=True) as conn:
+        with db.connect(settings, autocommit=True, dep=ous_lifecycle.SPEC.name) as conn:
             row = conn.execute(
                 "SELECT count(*) FILTER (WHERE state = ANY(%s) OR state IS NULL), count(*) "
                 "FROM ous_status WHERE ous_uid LIKE %s",

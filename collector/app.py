@@ -140,9 +140,8 @@ def create_app(settings: Settings) -> FastAPI:
         who = collector.authenticate(span.authorization, "read")
         if not isinstance(who, App):
             return _json(Answer(who.status, who.to_json()))
-        assert collector.pool is not None
         try:
-            async with collector.pool.connection() as conn:
+            async with collector.pool_for(table).connection() as conn:
                 items, next_cursor = await query.page(
                     conn, table, equal, span.since, span.until, span.cursor, span.limit
                 )

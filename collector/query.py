@@ -41,6 +41,7 @@ def parse_time(value: str | None, field: str) -> datetime | None:
 @dataclass(frozen=True)
 class Table:
     name: str
+    owner: str  # the DEP that keeps it: the table lives in that DEP's database
     time: str  # the time column: filter and first sort key
     key: str  # the unique tie-breaker: second sort key
     key_type: type[str] | type[int]
@@ -52,6 +53,7 @@ class Table:
 
 EVENTS = Table(
     "web_events",
+    "web-events",
     "occurred_at",
     "event_id",
     str,
@@ -60,6 +62,7 @@ EVENTS = Table(
 )
 ERRORS = Table(
     "collector_errors",
+    "collector-errors",
     "failed_at",
     "id",
     int,
@@ -76,6 +79,7 @@ ERRORS = Table(
         "failed_at",
     ),
 )
+TABLES = (EVENTS, ERRORS)
 _BIGINT = range(-(2**63), 2**63)
 # The cursor of a page: which table, and the last row's time and key. Typed, so that a forged
 # one is a 400 here rather than a type error in the database.

@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from collector import apps
+from collector import apps, query
 from collector.eventtypes import DEFAULT_DIR, EventTypes
 from collector.ingest import RECORD_HEADROOM, Ingest, Rejected, Rejection
 from collector.produce import AsyncProducer, NotAcknowledged, TooLarge
@@ -94,26 +94,31 @@ class Collector:
         self.metrics = Metrics()
         self.apps: dict[bytes, apps.App] = {}
         self.producer: AsyncProducer | None = None
-        self.pool: AsyncConnectionPool | None = None
+        self.pool: AsyncConnectionPool | None = None  # the shared database: applications
+        # By URL: the shared pool, and one per database a DEP the query API reads lives in.
+        self.pools: dict[str, AsyncConnectionPool] = {}
         self._refresh: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        self.pool = AsyncConnectionPool(
-            s.database_url,
-            min_size=1,
-            max_size=4,
-            # UTC: every stored time is one Python can represent (in a zone west of UTC,
-            # 0001-01-01T00:00Z would read back as a date before year 1).
-            kwargs={
-                "options": f"-c search_path={s.database_schema} -c timezone=UTC",
-                "autocommit": True,
-            },
-            timeout=s.io_timeout_s,
-            open=False,
-        )
-        await self.pool.open(wait=True, timeout=s.io_timeout_s)
+        for url in [s.database_url, *(s.database_url_for(t.owner) for t in query.TABLES)]:
+            if url not in self.pools:
+                self.pools[url] = AsyncConnectionPool(
+                    url,
+                    min_size=1,
+                    max_size=4,
+                    # UTC: every stored time is one Python can represent (in a zone west of
+                    # UTC, 0001-01-01T00:00Z would read back as a date before year 1).
+                    kwargs={
+                        "options": f"-c search_path={s.database_schema} -c timezone=UTC",
+                        "autocommit": True,
+                    },
+                    timeout=s.io_timeout_s,
+                    open=False,
+                )
+                await self.pools[url].open(wait=True, timeout=s.io_timeout_s)
+        self.pool = self.pools[s.database_url]
         await self.reload_apps()
         self._refresh = asyncio.create_task(self._refresh_apps())
         self.producer = AsyncProducer(make_collector_producer(s))
@@ -125,8 +130,12 @@ class Collector:
                 await self._refresh
         if self.producer is not None:
             await asyncio.to_thread(self.producer.close, self.settings.io_timeout_s)
-        if self.pool is not None:
-            await self.pool.close()
+        for pool in self.pools.values():
+            await pool.close()
+
+    def pool_for(self, table: query.Table) -> AsyncConnectionPool:
+        """The pool of the database the DEP keeping ``table`` lives in."""
+        return self.pools[self.settings.database_url_for(table.owner)]
 
     async def reload_apps(self) -> None:
         assert self.pool is not None  # start() opened it before any request is served

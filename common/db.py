@@ -1,15 +1,18 @@
 """PostgreSQL: connections and migrations.
 
 Every state store lives in one schema (``DA_DATABASE_SCHEMA``); connections set ``search_path``
-to it, so migrations and DEPs never name it. Migrations are plain SQL files applied in order
-and recorded in ``da_migrations``, under an advisory lock so that instances starting together
-apply each file once.
+to it, so migrations and DEPs never name it. A DEP's store may live in a database of its own
+(``Settings.database_url_for``): its tables and the core tables it writes (offsets, outbox, parked
+and in-flight rows) are created there, so that its commit stays one local transaction.
+Migrations are plain SQL files applied in order and recorded in ``da_migrations`` of the database
+they were applied to, under an advisory lock so that instances starting together apply each file
+once.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -41,10 +44,15 @@ CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL + guard.TABLE_SQL
 
 
 def connect(
-    settings: Settings, *, autocommit: bool = False, timeout_s: float | None = None
+    settings: Settings,
+    *,
+    autocommit: bool = False,
+    timeout_s: float | None = None,
+    dep: str | None = None,
 ) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection to the shared database, or to ``dep``'s when it has its own."""
     conn = psycopg.connect(
-        settings.database_url,
+        settings.database_url if dep is None else settings.database_url_for(dep),
         autocommit=autocommit,
         connect_timeout=max(1, int(timeout_s or settings.io_timeout_s)),
         options=f"-c search_path={settings.database_schema}",
@@ -58,9 +66,25 @@ class Migration:
     name: str  # "<owner>/<file>", unique across DEPs
     path: Path
 
+    @property
+    def owner(self) -> str:
+        """The DEP (or component) whose tables it makes: it runs in the owner's database."""
+        return self.name.partition("/")[0]
+
 
 def migrate(settings: Settings, migrations: list[Migration]) -> list[str]:
-    """Create the schema and core tables, apply the migrations not applied yet; returns them."""
+    """In every database: create the schema and core tables, apply the migrations of the owners
+    that live there not applied yet; returns them."""
+    by_url: dict[str, list[Migration]] = {url: [] for url in settings.database_urls()}
+    for m in migrations:
+        by_url[settings.database_url_for(m.owner)].append(m)
+    applied: list[str] = []
+    for url, owned in by_url.items():
+        applied += _migrate_one(replace(settings, database_url=url), owned)
+    return applied
+
+
+def _migrate_one(settings: Settings, migrations: list[Migration]) -> list[str]:
     applied: list[str] = []
     with connect(settings, autocommit=True) as conn:
         conn.execute(
@@ -81,6 +105,12 @@ def migrate(settings: Settings, migrations: list[Migration]) -> list[str]:
                 conn.execute("INSERT INTO da_migrations (name) VALUES (%s)", (m.name,))
                 applied.append(m.name)
     return applied
+
+
+def each_database(settings: Settings) -> list[Settings]:
+    """The settings once per distinct database (the shared one first): for readers of what every
+    DEP keeps, such as parked events."""
+    return [replace(settings, database_url=url) for url in settings.database_urls()]
 
 
 def check_database(settings: Settings) -> None:

@@ -135,7 +135,10 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None) 
     }
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
-        config["transaction.timeout.ms"] = 60_000
+        # How long an instance that died mid-transaction holds its partitions' readers back
+        # when no successor with its transactional id comes to abort it sooner;
+        # DA_KAFKA_TRANSACTION_TIMEOUT_MS may say otherwise (within the broker's maximum).
+        config.setdefault("transaction.timeout.ms", 60_000)
     return config
 
 

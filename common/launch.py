@@ -19,6 +19,7 @@ from common.guard import Condemning, Guarded
 from common.health import HealthServer
 from common.kafka import check_kafka, make_consumer, make_producer
 from common.metrics import MeteredProducer
+from common.names import DEP_PREFIX
 from common.observe import StageObserver
 from common.outbox import OutboxRelay, RelayMarker
 from common.runloop import Producer, RunStats, Stopper, run
@@ -86,7 +87,9 @@ def run_store(
     **limits: Any,
 ) -> RunStats:
     """``outbox_owner``: the handler writes to the outbox under this name; relay it (exactly
-    once: ``outbox_exactly_once``, see ``common.outbox``)."""
+    once: ``outbox_exactly_once``, see ``common.outbox``). Everything it keeps (tables, offsets,
+    outbox, parked and in-flight rows) is in the DEP's database."""
+    settings = settings.for_dep(stage.removeprefix(DEP_PREFIX))
     check_kafka(settings)
     db.check_database(settings)
     topics = Topics(settings.namespace)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -26,6 +26,8 @@ class SettingsError(Exception):
 
 
 _NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# A DEP's own database: DA_DEP_<NAME>_DATABASE_URL, NAME its registry name upper-cased, - as _.
+_DEP_DATABASE_RE = re.compile(r"^DA_DEP_([A-Z0-9_]+)_DATABASE_URL$")
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -224,6 +226,8 @@ class Settings:
     collector_apps_refresh_s: float = _setting(
         5.0, "seconds between the collector's reads of the applications table (revocations)"
     )
+    web_host: str = _setting("127.0.0.1", "address `da web` (the browser console) listens on")
+    web_port: int = _setting(8088, "port `da web` listens on")
     # Kept out of repr because some are secrets.
     kafka_properties: tuple[tuple[str, str], ...] = field(
         default=(),
@@ -232,6 +236,18 @@ class Settings:
             "variable": "DA_KAFKA_<PROPERTY>",
             "doc": "any librdkafka property for every Kafka client: DA_KAFKA_SECURITY_PROTOCOL, "
             "DA_KAFKA_SASL_USERNAME, DA_KAFKA_SSL_CA_LOCATION, ... (secrets masked)",
+        },
+    )
+
+    # Kept out of repr: URLs may hold passwords.
+    dep_database_urls: tuple[tuple[str, str], ...] = field(
+        default=(),
+        repr=False,
+        metadata={
+            "variable": "DA_DEP_<NAME>_DATABASE_URL",
+            "doc": "a DEP's own PostgreSQL (NAME: its name upper-cased, `-` as `_`, e.g. "
+            "DA_DEP_FULFILLMENT_STATE_DATABASE_URL): its tables, offsets, outbox and parked "
+            "events live there; unset: DA_DATABASE_URL",
         },
     )
 
@@ -265,6 +281,13 @@ class Settings:
             "kafka_bootstrap_servers": kafka,
             "database_url": db,
             "kafka_properties": _kafka_properties(merged),
+            "dep_database_urls": tuple(
+                sorted(
+                    (m.group(1), value)
+                    for key, value in merged.items()
+                    if (m := _DEP_DATABASE_RE.match(key)) and value
+                )
+            ),
         }
         for f in fields(cls):
             name = "DA_" + f.name.upper()
@@ -282,13 +305,15 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        try:
-            conninfo_to_dict(self.database_url)
-        except psycopg.ProgrammingError as exc:
-            raise SettingsError(
-                f"DA_DATABASE_URL is malformed ({str(exc).strip()}); "
-                "use postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE"
-            ) from None
+        named = [(f"DA_DEP_{n}_DATABASE_URL", url) for n, url in self.dep_database_urls]
+        for variable, url in [("DA_DATABASE_URL", self.database_url), *named]:
+            try:
+                conninfo_to_dict(url)
+            except psycopg.ProgrammingError as exc:
+                raise SettingsError(
+                    f"{variable} is malformed ({str(exc).strip()}); "
+                    "use postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE"
+                ) from None
         if self.log_level.upper() not in _LOG_LEVELS:
             raise SettingsError(
                 f"DA_LOG_LEVEL={self.log_level!r}: use one of {', '.join(_LOG_LEVELS)}"
@@ -330,6 +355,8 @@ class Settings:
         if self.schema_registry_basic_auth and ":" not in self.schema_registry_basic_auth:
             raise SettingsError("DA_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
         self._validate_collector()
+        if not 0 < self.web_port < 65536:
+            raise SettingsError("DA_WEB_PORT must be a TCP port (1..65535)")
 
     def _validate_collector(self) -> None:
         if self.collector_unknown_types not in ("reject", "accept"):
@@ -356,11 +383,14 @@ class Settings:
         """Values that must never appear in a log line or on screen: secret Kafka properties
         and the database password."""
         found = [value for prop, value in self.kafka_properties if is_secret(prop) and value]
-        try:
-            password = urlsplit(self.database_url).password
-        except ValueError:
-            password = None
-        return [*found, password] if password else found
+        for url in self.database_urls():
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                found.append(password)
+        return found
 
     def redact(self, text: str) -> str:
         for secret in sorted(self.secrets(), key=len, reverse=True):
@@ -371,10 +401,29 @@ class Settings:
         """``property=value`` for each DA_KAFKA_* property, secrets masked."""
         return [f"{p}={MASK if is_secret(p) else v}" for p, v in self.kafka_properties]
 
+    def database_url_for(self, dep: str) -> str:
+        """The database a DEP's state store lives in (its tables, offsets, outbox, parked and
+        in-flight rows, so that its commit is one local transaction): its own when
+        DA_DEP_<NAME>_DATABASE_URL is set, else the shared DA_DATABASE_URL."""
+        return dict(self.dep_database_urls).get(dep_variable_name(dep), self.database_url)
+
+    def for_dep(self, dep: str) -> Settings:
+        """These settings with the DEP's database as the database."""
+        return replace(self, database_url=self.database_url_for(dep))
+
+    def database_urls(self) -> list[str]:
+        """Every distinct database: the shared one first."""
+        return list(dict.fromkeys([self.database_url, *(u for _, u in self.dep_database_urls)]))
+
     def group_id(self, stage: str) -> str:
         """Consumer group of a stage; every instance of the stage joins it."""
         base = f"da.{stage}"
         return f"{self.namespace}.{base}" if self.namespace else base
+
+
+def dep_variable_name(dep: str) -> str:
+    """The NAME in DA_DEP_<NAME>_DATABASE_URL for a DEP's registry name."""
+    return dep.upper().replace("-", "_")
 
 
 def _kafka_properties(merged: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

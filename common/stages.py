@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from common.codec import Codec
 from common.names import COLLECTOR, DEMUX, GEP, dep_stage
-from common.settings import Settings
+from common.settings import Settings, SettingsError, dep_variable_name
 from common.store import StoreHandler
 from common.topics import Source, Topics
 from common.transactional import Handler
@@ -218,3 +218,15 @@ def all_topics(topics: Topics) -> list[str]:
         names.update(s.input_topics(topics), s.output_topics(topics))
         names.add(s.dead_letter_topic(topics))
     return sorted(names)
+
+
+def check_dep_databases(settings: Settings) -> None:
+    """A DA_DEP_<NAME>_DATABASE_URL naming no DEP is a typo that would leave the DEP's state
+    where it was: refused, naming the DEPs there are."""
+    known = {dep_variable_name(name): name for name in DEPS}
+    unknown = sorted(n for n, _ in settings.dep_database_urls if n not in known)
+    if unknown:
+        raise SettingsError(
+            f"DA_DEP_{unknown[0]}_DATABASE_URL names no DEP; NAME is one of "
+            f"{', '.join(sorted(known))}"
+        )

@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from common.settings import Settings
-from tests.services import NoServices, Services, acquire
+from common.settings import Settings, dep_variable_name
+from common.stages import DEPS
+from tests.services import NoServices, Services, acquire, second_database
 
 _TESTS = Path(__file__).resolve().parent
 _MARK_BY_DIR = {"integration": "integration", "e2e": "e2e", "cluster": "e2e"}
@@ -53,6 +54,19 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture(scope="session")
+def second_database_url(services: Services) -> Iterator[str]:
+    """A second PostgreSQL cluster (``tests/services.py``), for DEPs on databases of their own."""
+    with ExitStack() as cleanup:
+        try:
+            found = second_database(cleanup)
+        except NoServices as exc:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI: no second PostgreSQL: {exc}", pytrace=False)
+            pytest.skip(f"no second PostgreSQL: {exc}")
+        yield found
+
+
+@pytest.fixture(scope="session")
 def schema_registry(services: Services) -> str:
     """The URL of a real Confluent-compatible schema registry."""
     if not services.schema_registry_url:
@@ -64,9 +78,11 @@ def schema_registry(services: Services) -> str:
 
 
 @contextmanager
-def fresh_settings(services: Services) -> Iterator[Settings]:
+def fresh_settings(services: Services, own_database: str = "") -> Iterator[Settings]:
     """Settings on the real services, with a fresh namespace (topics, groups) and schema; the
-    registry wire format whenever a registry runs with them."""
+    registry wire format whenever a registry runs with them. ``own_database``: every DEP keeps
+    its state there (DA_DEP_<NAME>_DATABASE_URL), the same fresh schema in it."""
+    dep_urls = tuple((dep_variable_name(n), own_database) for n in DEPS) if own_database else ()
     current = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
         database_url=services.database_url,
@@ -77,14 +93,17 @@ def fresh_settings(services: Services) -> Iterator[Settings]:
         batch_size=500,
         poll_timeout_s=0.2,
         io_timeout_s=10,
+        dep_database_urls=dep_urls,
     )
     current.validate()
     schema = sql.Identifier(current.database_schema)
-    with psycopg.connect(current.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+    for url in current.database_urls():
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
     yield current
-    with psycopg.connect(current.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+    for url in current.database_urls():
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -100,6 +119,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         "DA_POLL_TIMEOUT_S": str(settings.poll_timeout_s),
         "DA_IO_TIMEOUT_S": str(settings.io_timeout_s),
         "DA_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        **{f"DA_DEP_{name}_DATABASE_URL": url for name, url in settings.dep_database_urls},
     }
 
 
@@ -107,6 +127,16 @@ def env_for(settings: Settings) -> dict[str, str]:
 def settings(services: Services) -> Iterator[Settings]:
     """Settings on the real services, with a fresh namespace and schema (``fresh_settings``)."""
     with fresh_settings(services) as current:
+        yield current
+
+
+@pytest.fixture(params=["shared-database", "own-database"])
+def dep_settings(request: pytest.FixtureRequest, services: Services) -> Iterator[Settings]:
+    """``settings`` twice: every DEP on the shared database, then every DEP on a second
+    PostgreSQL cluster of its own. A module of DEP tests runs on both by overriding
+    ``settings`` with it."""
+    own = request.getfixturevalue("second_database_url") if request.param == "own-database" else ""
+    with fresh_settings(services, own) as current:
         yield current
 
 

@@ -24,12 +24,15 @@ from typing import Any, TextIO
 import psycopg
 from confluent_kafka import KafkaException
 
+from cli.stack import postgres as launcher_pg
 from cli.stack.control import stack_status, start_stack, stop_stack
 from common.kafka import ServiceUnavailable, check_kafka
 from common.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_STACK_DIR = REPO / ".da" / "test-stack"
+# A second PostgreSQL cluster, for a DEP on a database of its own.
+SECOND_DATABASE_DIR = TEST_STACK_DIR / "second-database"
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 POSTGRES_IMAGE = "postgres:15"
 
@@ -156,3 +159,40 @@ def acquire(cleanup: ExitStack, env: dict[str, str] | None = None) -> Services:
         "; ".join(reasons) + " (or set DA_KAFKA_BOOTSTRAP_SERVERS and "
         "DA_DATABASE_URL to running services)"
     )
+
+
+def second_database(cleanup: ExitStack, env: dict[str, str] | None = None) -> str:
+    """The URL of a second PostgreSQL cluster, apart from the services' (a DEP's own database):
+    ``DA_TEST_SECOND_DATABASE_URL``, else a private cluster the launcher starts in
+    ``<repo>/.da/test-stack/second-database``, stopped like the stack (see ``acquire``).
+
+    Raises ``NoServices`` when none can be had."""
+    env = dict(os.environ if env is None else env)
+    if url := env.get("DA_TEST_SECOND_DATABASE_URL"):
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise NoServices(f"DA_TEST_SECOND_DATABASE_URL is unreachable: {exc}") from None
+        return url
+    state = SECOND_DATABASE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    users = _hold_shared(state / "test-users.lock", cleanup)
+    with (state / "start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions starting it at once would race for initdb
+        was_up = launcher_pg.status(state) is not None
+        try:
+            url = launcher_pg.start(state)
+        except ServiceUnavailable as exc:
+            raise NoServices(f"could not start a second PostgreSQL in {state}: {exc}") from None
+    if not was_up and not env.get("DA_TEST_KEEP_STACK"):
+        cleanup.callback(_stop_second_if_unused, state, users)
+    return url
+
+
+def _stop_second_if_unused(state: Path, users: TextIO) -> None:
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    launcher_pg.stop(state)

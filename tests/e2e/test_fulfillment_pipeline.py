@@ -11,22 +11,27 @@ from __future__ import annotations
 import csv
 import json
 import random
+import subprocess
 from collections import Counter
 from contextlib import closing
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from cli.sample.fulfillments import COLUMNS, generate
 from cli.schemas import codec_for
 from common.deadletter import H_REASON, header
 from common.events import FulfillmentEvent
-from common.settings import Settings
+from common.settings import Settings, dep_variable_name
 from common.topics import Topics
-from tests.e2e.pipeline import Stages, prepare, replay, wait_until_equal
+from dep import registry
+from tests.conftest import env_for, fresh_settings
+from tests.e2e.pipeline import REPO, Stages, da, prepare, replay, wait_until_equal
 from tests.kafka_read import read_topic
 from tests.oracle import Expected, expected_tables
+from tests.services import Services
 
 BAD = {  # id -> (row changes, dead-letter reason GEP must give)
     "9000000001": ({"created_at": "18/01/2020 08:10"}, "bad_timestamp"),
@@ -66,7 +71,7 @@ def write_input(path: Path, seed: int) -> tuple[list[dict[str, str]], int]:
 def check_tables(settings: Settings, want: Expected) -> list[str]:
     """Differences between the tables and the expectation (empty when equal)."""
     with psycopg.connect(
-        settings.database_url, options=f"-c search_path={settings.database_schema}"
+        settings.database_url_for(DEP), options=f"-c search_path={settings.database_schema}"
     ) as conn:
         ids = {r[0] for r in conn.execute("SELECT event_id FROM events")}
         current = {
@@ -116,10 +121,11 @@ def check_topics(settings: Settings, valid: list[dict[str, str]]) -> None:
     assert got == sent
 
 
+DEP = "fulfillment-state"
 COMMANDS = {
     "gep": ["gep", "run"],
     "demux": ["demux", "run"],
-    "dep": ["dep", "run", "fulfillment-state"],
+    "dep": ["dep", "run", DEP],
 }
 
 
@@ -192,3 +198,41 @@ def test_scaled_out_stages_rebalance_without_loss_or_duplicates(
             ("restart", "demux-1"),
         ],
     )
+
+
+def _tables(url: str, schema: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+        return {str(r[0]) for r in found}
+
+
+def test_the_dep_on_a_postgresql_of_its_own(
+    services: Services, second_database_url: str, tmp_path: Path
+) -> None:
+    """fulfillment-state keeps its state on a second PostgreSQL cluster (the other DEPs on the
+    shared one): killed mid-stream and restarted, its tables there equal the oracle, none of them
+    is in the shared database, and `da fulfillments` reads them from its database."""
+    with fresh_settings(services, second_database_url) as every_dep_own:
+        own = (dep_variable_name(DEP), second_database_url)
+        settings = replace(every_dep_own, dep_database_urls=(own,))
+        env = env_for(settings)
+        script = [("kill", "dep-1"), ("restart", "dep-1")]
+        replay_and_check(settings, env, tmp_path, ["gep-1", "demux-1", "dep-1"], script)
+        shared = _tables(settings.database_url, settings.database_schema)
+        apart = _tables(second_database_url, settings.database_schema)
+        tables = set(registry.get(DEP).tables)
+        assert tables <= apart and not tables & shared
+        assert {"da_offsets", "usage_metrics"} <= shared  # the other DEPs stay shared
+        shown = subprocess.run(
+            da("fulfillments", "-o", "json"), env=env, cwd=REPO, capture_output=True, text=True
+        )
+        assert shown.returncode == 0, shown.stderr
+        report = json.loads(shown.stdout)
+        with psycopg.connect(second_database_url) as conn:
+            stored = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}.events").format(
+                    sql.Identifier(settings.database_schema)
+                )
+            ).fetchone()
+        assert stored is not None and report["events_stored"] == stored[0] > 0
+        assert sum(row["fulfillments"] for row in report["by_state"]) > 100

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 
 from cli.sample.fulfillments import generate
 from common import db
@@ -16,6 +17,7 @@ from common.deadletter import H_REASON, DeadLetterLimit, header
 from common.events import FulfillmentEvent, Lineage
 from common.kafka import ensure_topics, make_producer
 from common.launch import run_store
+from common.names import dep_stage
 from common.runloop import Message, Stopper
 from common.settings import Settings
 from common.store import Cursor, StoreProcessor
@@ -27,8 +29,15 @@ from tests.fakes import FakeConsumer, FakeMessage
 from tests.kafka_read import read_topic
 from tests.oracle import expected_tables, parse
 
-STAGE = "dep.fulfillment-state"
+DEP = "fulfillment-state"
+STAGE = dep_stage(DEP)
 CODEC = Codec()
+
+
+@pytest.fixture
+def settings(dep_settings: Settings) -> Settings:
+    """Each test twice: the DEP on the shared database, and on a PostgreSQL of its own."""
+    return dep_settings
 
 
 def _de(row: dict[str, str]) -> FulfillmentEvent:
@@ -58,7 +67,7 @@ def _setup(settings: Settings, rows: list[dict[str, str]], extra: Sequence[bytes
 def _tables(
     settings: Settings,
 ) -> tuple[set[str], dict[str, tuple[str, datetime]], dict[tuple[str, str], int]]:
-    with db.connect(settings) as conn:
+    with db.connect(settings, dep=DEP) as conn:
         ids = {str(r[0]) for r in conn.execute("SELECT event_id FROM events")}
         cur = {
             str(r[0]): (str(r[1]), r[2])
@@ -108,7 +117,7 @@ class KillsItsConnection(FulfillmentState):
         if self.kills:
             self.kills -= 1
             pid = cur.connection.info.backend_pid
-            with psycopg.connect(self.settings.database_url, autocommit=True) as admin:
+            with psycopg.connect(self.settings.database_url_for(DEP), autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             cur.execute("SELECT 1")  # the next statement finds the connection gone
 
@@ -167,7 +176,7 @@ def test_a_zombie_batch_is_rolled_back_when_the_stored_offset_moved(settings: Se
         STAGE,
         "g",
         handler,
-        lambda: db.connect(settings),
+        lambda: db.connect(settings, dep=DEP),
         make_producer(settings),
         "dlq",
         timeout_s=10,
@@ -177,14 +186,14 @@ def test_a_zombie_batch_is_rolled_back_when_the_stored_offset_moved(settings: Se
     consumer.subscribe(["de"], on_assign=proc.assigned)
     proc.process(consumer, list(consumer.consume(2)))  # 0-1 committed; stored next offset = 2
     # Another instance took partition 0 over and committed up to offset 3 meanwhile.
-    with db.connect(settings) as conn:
+    with db.connect(settings, dep=DEP) as conn:
         conn.execute("UPDATE da_offsets SET next_offset = 3 WHERE partition = 0")
     stale: list[Message] = list(consumer.consume(10))  # 2-3 of partition 0, 10-11 of 1
     proc.process(consumer, stale)  # conflict: nothing of it may stick, nothing may be skipped
-    with db.connect(settings) as conn:
+    with db.connect(settings, dep=DEP) as conn:
         assert sorted(str(r[0]) for r in conn.execute("SELECT event_id FROM events")) == ["0", "1"]
     proc.process(consumer, list(consumer.consume(10)))  # resumes: 3 of p0, 10-11 of p1
-    with db.connect(settings) as conn:
+    with db.connect(settings, dep=DEP) as conn:
         ids = sorted(str(r[0]) for r in conn.execute("SELECT event_id FROM events"))
         stored = {r[0]: r[1] for r in conn.execute("SELECT partition, next_offset FROM da_offsets")}
     assert ids == ["0", "1", "10", "11", "3"]  # 2 was the other instance's to apply

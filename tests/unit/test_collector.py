@@ -283,3 +283,12 @@ def test_web_records_decode_as_the_envelope_gep_expects() -> None:
     env = msgspec.json.decode(value)
     assert env["app"] == "shop" and env["event"] == SEED[0]
     assert web.looks_like(env)
+
+
+def test_each_table_the_query_api_reads_is_kept_by_the_dep_it_names() -> None:
+    # The collector reads it from that DEP's database (DA_DEP_<NAME>_DATABASE_URL).
+    from collector import query
+    from common.stages import DEPS
+
+    for table in query.TABLES:
+        assert table.name in DEPS[table.owner].tables

@@ -90,11 +90,11 @@ def test_every_consuming_stage_has_exactly_one_workload() -> None:
         for w in of_kind(kind).values()
     ]
     assert sorted(runs) == sorted(
-        [("run", s.short_name) for s in consuming()] + [("collector", "run")]
+        [("run", s.short_name) for s in consuming()] + [("collector", "run"), ("web",)]
     )
     assert set(of_kind("StatefulSet")) == {workload_name(s) for s in consuming()}
     assert set(of_kind("ScaledObject")) == set(of_kind("StatefulSet"))
-    assert set(of_kind("PodDisruptionBudget")) == {workload_name(s) for s in STAGES}
+    assert set(of_kind("PodDisruptionBudget")) == {workload_name(s) for s in STAGES} | {"da-web"}
 
 
 @pytest.mark.parametrize("stage", consuming(), ids=lambda s: s.name)
@@ -173,6 +173,7 @@ def test_settings_come_from_the_config_map_and_the_database_url_from_a_secret() 
     for m in manifests():
         names = set(re.findall(r"\bDA_[A-Z0-9_]+", yaml.safe_dump(m)))
         assert names <= SETTINGS_ENV, f"{_ids(m)}: not settings: {sorted(names - SETTINGS_ENV)}"
+    assert not of_kind("TriggerAuthentication")  # a Kafka without security needs none
     env = {e["name"]: e for e in container(of_kind("StatefulSet")["da-gep"])["env"]}
     assert env["DA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == DATABASE_SECRET
 
