@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from cli.emit_input import Message, Row, read_jsonl, to_message
+from cli.sample.fulfillments import SampleRow
 from cli.sample.fulfillments import generate as sample_proctoring
 from cli.sample.learning import generate as sample_learning
 from tests.learning_check import held_back
@@ -85,8 +86,11 @@ def make_stream(seed: int, mix: Mix) -> Stream:
 
 
 def proctoring(rng: random.Random, seed: int, fulfillments: int) -> list[dict[str, str]]:
+    names = [f.name for f in fields(SampleRow)]
+    # Flat rows of strings: field by field, not ``asdict``'s deep copy (a third of the time of
+    # a million-event stream).
     rows = [
-        {k: str(v) for k, v in asdict(r).items()}
+        {k: str(getattr(r, k)) for k in names}
         for r in sample_proctoring(seed=seed, count=fulfillments)
     ]
     return disorder(rng, rows, window=50, twice=len(rows) // 25)
