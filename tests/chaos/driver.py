@@ -221,8 +221,12 @@ def _run(
 
 def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Report) -> None:
     topics = Topics(settings.namespace)
+    # A million-event run has ~700,000 of them: the time to read them grows with their number.
     des = read_topic(
-        settings, topics.sink("demux", "fulfillment.welcome"), expect=len(rows), timeout_s=180
+        settings,
+        topics.sink("demux", "fulfillment.welcome"),
+        expect=len(rows),
+        timeout_s=max(180.0, len(rows) / 1000),
     )
     with contextlib.closing(codec_for(settings)) as codec:
         got = Counter(
