@@ -29,6 +29,7 @@ from cli.schemas import codec_for
 from cli.stack.control import start_stack, stop_stack
 from cli.stages import all_topics
 from common import db
+from common.deadletter import H_REASON, header
 from common.events import FulfillmentEvent
 from common.kafka import ensure_topics, producer_config
 from common.settings import Settings
@@ -36,8 +37,9 @@ from common.topics import Topics
 from common.transactional import EXIT_WEDGED
 from dep import registry
 from tests import learning_check
+from tests.chaos import converge, poison
 from tests.chaos.faults import Chaos, cpu_burners
-from tests.chaos.mixed import COMMANDS, DOMAINS, Mix, Stream, make_stream, poison_targets
+from tests.chaos.mixed import COMMANDS, DOMAINS, Mix, Stream, make_stream
 from tests.chaos.report import Report, record, render
 from tests.e2e.pipeline import Stages
 from tests.e2e.test_fulfillment_pipeline import check_tables
@@ -56,14 +58,15 @@ def emit(
     report: Report,
     poisoned: Counter[str],
 ) -> None:
-    """Produce the stream at ``rate`` events/s, poison among it; wait until all is acknowledged.
-    Its messages wait out a broker restart in the producer (five minutes allowed). ``poisoned``
-    counts the poison put on each topic."""
+    """Produce the stream at ``rate`` events/s, poison among it (every class at every stage in
+    turn); wait until all is acknowledged. Its messages wait out a broker restart in the producer
+    (five minutes allowed). ``poisoned`` counts the poison put on each topic."""
     from confluent_kafka import Producer
 
     producer = Producer({**producer_config(settings), "message.timeout.ms": 300_000})
     topics = Topics(settings.namespace)
-    targets = poison_targets(topics)
+    running = [c[2] for c in COMMANDS.values() if c[0] == "dep"]
+    targets = poison.targets(topics, running, settings.max_message_bytes)
     failed: list[str] = []
 
     def delivered(err: object, _msg: object) -> None:
@@ -80,11 +83,14 @@ def emit(
                 target.topic,
                 target.body(n),
                 learning_check.POISON_KEY,
+                headers=target.headers,
                 on_delivery=delivered,
             )
             poisoned[target.topic] += 1
-            for stage in target.stages:
-                report.poison[stage] = report.poison.get(stage, 0) + 1
+            report.poison_kinds[target.kind] = report.poison_kinds.get(target.kind, 0) + 1
+            for stage, reason in target.letters:
+                due = f"{stage}: {reason}"
+                report.poison[due] = report.poison.get(due, 0) + 1
         producer.poll(0)
     if producer.flush(300) or failed:
         raise RuntimeError(f"the input itself was not delivered: {failed[:3]}")
@@ -96,7 +102,7 @@ def run(
     mix: Mix,
     rate: float,
     fault_every_s: float,
-    converge_s: float = 300.0,
+    still_s: float = 300.0,
     min_faults: int = 0,
     poison_every: int = 997,
     load: int = 0,
@@ -104,7 +110,7 @@ def run(
     """``min_faults``: keep injecting after the stream ended until that many were injected.
     ``load``: CPU busy-loop processes kept running alongside, for a deliberately busy machine."""
     with cpu_burners(load):
-        report = _run(workdir, seed, mix, rate, fault_every_s, converge_s, min_faults, poison_every)
+        report = _run(workdir, seed, mix, rate, fault_every_s, still_s, min_faults, poison_every)
     report.cpu_burners = load
     return report
 
@@ -115,7 +121,7 @@ def _run(
     mix: Mix,
     rate: float,
     fault_every_s: float,
-    converge_s: float,
+    still_s: float,
     min_faults: int,
     poison_every: int,
 ) -> Report:
@@ -176,14 +182,14 @@ def _run(
         emitter.join()
         chaos.scale_back()
         want, want_learning = expected_tables(stream.proctoring), expected(stream.learning)
-        deadline = time.monotonic() + converge_s
-        while (
-            problems := check_tables(settings, want)
-            + learning_check.check_tables(settings, want_learning)
-        ) and time.monotonic() < deadline:
-            chaos.supervise()
-            time.sleep(2)
-        report.table_problems = problems
+        report.table_problems = converge.wait(
+            lambda: (
+                check_tables(settings, want) + learning_check.check_tables(settings, want_learning)
+            ),
+            lambda: converge.committed(settings, list(COMMANDS)),
+            still_s,
+            chaos.supervise,
+        )
         with contextlib.suppress(psycopg.Error):
             report.parked_ever = learning_check.parked_ever(settings)
         _count_outputs(settings, stream.proctoring, report)
@@ -215,8 +221,12 @@ def _run(
 
 def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Report) -> None:
     topics = Topics(settings.namespace)
+    # A million-event run has ~700,000 of them: the time to read them grows with their number.
     des = read_topic(
-        settings, topics.sink("demux", "fulfillment.welcome"), expect=len(rows), timeout_s=180
+        settings,
+        topics.sink("demux", "fulfillment.welcome"),
+        expect=len(rows),
+        timeout_s=max(180.0, len(rows) / 1000),
     )
     with contextlib.closing(codec_for(settings)) as codec:
         got = Counter(
@@ -225,9 +235,14 @@ def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Repor
     sent = Counter(r["id"] for r in rows)
     report.lost["proctoring"] = sum(max(0, n - got[i]) for i, n in sent.items())
     report.duplicates["proctoring"] = sum(max(0, n - sent[i]) for i, n in got.items())
-    for stage, n in report.poison.items():
-        letters = read_topic(settings, topics.dead_letter(stage), expect=n, linger_s=1)
-        report.dead_lettered[stage] = len(letters)
+    due: Counter[str] = Counter()
+    for key, n in report.poison.items():
+        due[key.split(": ")[0]] += n
+    for stage, n in due.items():
+        # Every dead letter on the stage's topic, poison or not: only the poison may be there.
+        for m in read_topic(settings, topics.dead_letter(stage), expect=n, linger_s=1):
+            found = f"{stage}: {header(m.headers(), H_REASON)}"
+            report.dead_lettered[found] = report.dead_lettered.get(found, 0) + 1
 
 
 def _watch(settings: Settings, report: Report, done: threading.Event) -> None:
@@ -240,6 +255,9 @@ def _watch(settings: Settings, report: Report, done: threading.Event) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--events", type=int, help="about this many raw events, mixed (instead of the counts below)"
+    )
     parser.add_argument("--fulfillments", type=int, default=9_000)
     parser.add_argument("--students", type=int, default=400, help="in the learning class")
     parser.add_argument("--units", type=int, default=4)
@@ -254,10 +272,10 @@ def main() -> None:
         "--min-faults", type=int, default=0, help="keep injecting after the stream until then"
     )
     parser.add_argument(
-        "--converge",
+        "--still",
         type=float,
         default=300.0,
-        help="seconds the tables get to match after the stream (a loaded machine needs more)",
+        help="after the stream, fail once the pipeline has not moved for this many seconds",
     )
     parser.add_argument("--workdir", type=Path, default=Path(".da/chaos"))
     parser.add_argument("--record", type=Path)
@@ -267,25 +285,33 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     shutil.rmtree(args.workdir, ignore_errors=True)
-    mix = Mix(args.fulfillments, args.students, args.units, args.lessons)
+    mix = (
+        Mix(args.fulfillments, args.students, args.units, args.lessons)
+        if args.events is None
+        else Mix.of(args.events, args.units, args.lessons)
+    )
     report = run(
         args.workdir,
         args.seed,
         mix,
         args.rate,
         args.fault_every,
-        converge_s=args.converge,
+        still_s=args.still,
         min_faults=args.min_faults,
         load=args.load,
     )
     table = render(report)
     print(table)
     if args.record:
+        size = (
+            f"--fulfillments {args.fulfillments} --students {args.students}"
+            if args.events is None
+            else f"--events {args.events}"
+        )
         arguments = (
-            f"--fulfillments {args.fulfillments} --students {args.students} --units {args.units} "
-            f"--lessons {args.lessons} --rate {args.rate:g} --fault-every {args.fault_every:g} "
-            f"--seed {args.seed} --load {args.load} --min-faults {args.min_faults} "
-            f"--converge {args.converge:g}"
+            f"{size} --units {args.units} --lessons {args.lessons} --rate {args.rate:g} "
+            f"--fault-every {args.fault_every:g} --seed {args.seed} --load {args.load} "
+            f"--min-faults {args.min_faults} --still {args.still:g}"
         )
         record(args.record, arguments, table, report)
     raise SystemExit(0 if report.passed else 1)

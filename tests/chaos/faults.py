@@ -32,6 +32,7 @@ log = logging.getLogger("chaos")
 TRANSFORMS = ("gep", "demux")  # Kafka to Kafka: no database in their rebalance callbacks
 
 KINDS = ("kill", "scale", "broker", "postgres", "scale-in-db-down")
+BROKER_START_S = 900.0  # how long a restarted broker may take to answer, as an orchestrator waits
 
 
 class Chaos:
@@ -82,7 +83,9 @@ class Chaos:
             before = launcher_kafka.status(self.stack_dir)
             launcher_kafka.stop(self.stack_dir)
             self._wait(self.rng.uniform(1.0, 3.0))
-            after = launcher_kafka.start(self.stack_dir)
+            # The restarted broker recovers every partition's log before it answers: at a load
+            # average of ~50 on 2 cores that took past 90 s once, and the run died of it.
+            after = launcher_kafka.start(self.stack_dir, timeout_s=BROKER_START_S)
             if after != before:  # the stages would never find it again
                 raise RuntimeError(f"broker came back at {after}, not {before}")
         elif kind == "postgres":

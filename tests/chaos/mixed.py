@@ -1,7 +1,6 @@
 """The chaos run's input: a mixed stream of proctoring events (``da sample``'s CSV rows) and
 learning raw messages (``da sample learning``'s class), each out of order with some sent twice,
-interleaved at random; and the poison messages, each aimed at the dead-letter topics of every
-stage that consumes the topic it is put on.
+interleaved at random (the poison among them is ``tests.chaos.poison``'s).
 
 The learning sample is one class scaled by the generator's parameters (students, units, lessons)
 rather than several seeds' classes merged: every class of the generator has the same class,
@@ -17,16 +16,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from cli.emit_input import Message, Row, read_jsonl, to_message
+from cli.sample.fulfillments import SampleRow
 from cli.sample.fulfillments import generate as sample_proctoring
 from cli.sample.learning import generate as sample_learning
-from common.names import dep_stage
-from common.topics import Topics
-from dep import registry
 from tests.learning_check import held_back
 
 LEARNING_DEPS = ("content-catalog", "usage-metrics", "collection-rollup", "competency-stats")
@@ -43,10 +39,20 @@ T = TypeVar("T")
 class Mix:
     """How big each domain's part of the stream is."""
 
-    fulfillments: int  # ~7.75 proctoring events each
+    fulfillments: int  # ~7.96 proctoring events each, repeats included
     students: int  # learning: one class, this many students ...
     units: int = 4  # ... following a course of units ...
-    lessons: int = 4  # ... of this many lessons each
+    lessons: int = 4  # ... of this many lessons each (~4.6 learning events per student each)
+
+    @classmethod
+    def of(cls, events: int, units: int = 4, lessons: int = 4) -> Mix:
+        """About ``events`` raw events in all: 70 % proctoring, 30 % learning."""
+        return cls(
+            fulfillments=max(1, round(events * 0.7 / 7.96)),
+            students=max(1, round(events * 0.3 / (units * lessons * 4.6))),
+            units=units,
+            lessons=lessons,
+        )
 
 
 @dataclass
@@ -80,8 +86,11 @@ def make_stream(seed: int, mix: Mix) -> Stream:
 
 
 def proctoring(rng: random.Random, seed: int, fulfillments: int) -> list[dict[str, str]]:
+    names = [f.name for f in fields(SampleRow)]
+    # Flat rows of strings: field by field, not ``asdict``'s deep copy (a third of the time of
+    # a million-event stream).
     rows = [
-        {k: str(v) for k, v in asdict(r).items()}
+        {k: str(getattr(r, k)) for k in names}
         for r in sample_proctoring(seed=seed, count=fulfillments)
     ]
     return disorder(rng, rows, window=50, twice=len(rows) // 25)
@@ -104,36 +113,3 @@ def interleave(rng: random.Random, a: list[T], b: list[T]) -> list[T]:
     at_a = set(rng.sample(range(len(a) + len(b)), len(a)))
     ia, ib = iter(a), iter(b)
     return [next(ia) if n in at_a else next(ib) for n in range(len(a) + len(b))]
-
-
-@dataclass(frozen=True)
-class Poison:
-    topic: str
-    stages: tuple[str, ...]  # every running stage that consumes the topic: each dead-letters it
-    body: Callable[[int], bytes] = field(compare=False)
-
-
-def _not_avro(i: int) -> bytes:
-    return b"not avro " + str(i).encode()
-
-
-def _unknown_schema(i: int) -> bytes:
-    # Avro single-object marker and a fingerprint no schema has: undecodable for any DEP.
-    return b"\xc3\x01" + b"\x00" * 8 + str(i).encode()
-
-
-def poison_targets(topics: Topics) -> list[Poison]:
-    """One poison kind per target, in turn: GEP's and demux's input, and DE topics chosen so
-    that every running DEP gets some (no learning DEP has a topic of its own alone)."""
-    out = [
-        Poison(topics.ingest, ("gep",), lambda i: b"\x00not json at all " + str(i).encode()),
-        Poison(topics.canonical, ("demux",), _not_avro),
-    ]
-    deps = [d for d in COMMANDS.values() if d[0] == "dep"]
-    for bucket in ("fulfillment", "content", "resource.timespent", "assessment.view"):
-        topic = topics.sink_bucket("demux", bucket)
-        consumers = tuple(
-            dep_stage(d[2]) for d in deps if topic in registry.get(d[2]).topics(topics)
-        )
-        out.append(Poison(topic, consumers, _unknown_schema))
-    return out

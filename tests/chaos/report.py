@@ -19,13 +19,14 @@ class Report:
     learning_des: int = 0  # DEs on demux's learning topics
     most_parked: int = 0  # learning scores waiting for metadata, the most seen at once
     parked_ever: int = 0  # rows ever inserted into the parking table (PostgreSQL's statistics)
-    poison: dict[str, int] = field(default_factory=dict)
+    poison_kinds: dict[str, int] = field(default_factory=dict)  # poison sent, by class
+    poison: dict[str, int] = field(default_factory=dict)  # "stage: reason" -> dead letters due
     faults: dict[str, int] = field(default_factory=dict)
     unplanned_exits: dict[int, int] = field(default_factory=dict)  # exit status -> count
     stop_exits: dict[int, int] = field(default_factory=dict)  # of the final stops
     lost: dict[str, int] = field(default_factory=dict)  # by domain
     duplicates: dict[str, int] = field(default_factory=dict)
-    dead_lettered: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)  # "stage: reason" -> found
     table_problems: list[str] = field(default_factory=list)
     topic_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -58,8 +59,13 @@ def _load(report: Report) -> str:
     )
 
 
+def _sorted(figures: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(figures.items())) or "none"
+
+
 def render(report: Report) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(report.faults.items()))
+    found = "as due" if report.dead_lettered == report.poison else _sorted(report.dead_lettered)
     return "\n".join(
         [
             "| figure | value |",
@@ -72,8 +78,9 @@ def render(report: Report) -> str:
             f"| unplanned exits restarted by the supervisor (status: count) | "
             f"{report.unplanned_exits} |",
             f"| exit status of the final SIGTERM stops (status: count) | {report.stop_exits} |",
-            f"| poison messages (dead letters due, by stage) | {report.poison} |",
-            f"| dead-lettered (by stage) | {report.dead_lettered} |",
+            f"| poison messages sent (by class) | {_sorted(report.poison_kinds)} |",
+            f"| dead letters due (stage: reason) | {_sorted(report.poison)} |",
+            f"| dead letters found (stage: reason) | {found} |",
             f"| events lost (learning: DEs) | {_by_domain(report.lost)} |",
             f"| duplicates (learning: DEs) | {_by_domain(report.duplicates)} |",
             f"| tables equal to the independent computation | "
