@@ -11,6 +11,7 @@ import typer
 from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db, parking
 from common.settings import Settings
+from common.views.learning import overview
 
 _PARKED = [
     Column("dep", "DEP"),
@@ -44,24 +45,6 @@ def parked(output: OutputOption = Format.TABLE) -> None:
     typer.echo(render(report, output))
 
 
-_STUDENTS = """
-SELECT m.user_id,
-       -- a collection's time is its resources' and questions' (rolled up): count the top level
-       coalesce(sum(m.time_spent_ms)
-                FILTER (WHERE c.content_family IN ('collection', 'assessment')), 0),
-       count(*) FILTER (WHERE c.content_family = 'assessment' AND m.latest_score IS NOT NULL),
-       avg(m.latest_score) FILTER (WHERE c.content_family = 'assessment'),
-       avg(m.latest_score) FILTER (WHERE c.content_family = 'collection'),
-       sum(m.views)
-FROM usage_metrics m LEFT JOIN content_catalog c USING (content_id)
-GROUP BY m.user_id ORDER BY m.user_id LIMIT %s
-"""
-_COMPETENCIES = """
-SELECT competency, count(*), sum(attempts), avg(latest_score), avg(best_score)
-FROM competency_stats GROUP BY competency ORDER BY competency
-"""
-
-
 def _pct(value: object) -> str:
     return f"{float(str(value)):.0f}%"
 
@@ -90,37 +73,16 @@ _COMPETENCY_COLUMNS = [
 
 def report(settings: Settings, limit: int) -> Report:
     with db.connect(settings, autocommit=True) as conn:
-        applied = conn.execute("SELECT count(*) FROM usage_seen").fetchall()[0][0]
-        students = conn.execute(_STUDENTS, (limit,)).fetchall()
-        competencies = conn.execute(_COMPETENCIES).fetchall()
-        waiting = sum(p.count for p in parking.summary(conn))
-    student_rows = [
-        {
-            "student": user,
-            "time_spent_ms": spent,
-            "views": views,
-            "assessments_taken": done,
-            "avg_assessment_score": assessed,
-            "avg_collection_score": collected,
-        }
-        for user, spent, done, assessed, collected, views in students
-    ]
-    competency_rows = [
-        {
-            "competency": code,
-            "students": n,
-            "attempts": attempts,
-            "avg_latest_score": latest,
-            "avg_best_score": best,
-        }
-        for code, n, attempts, latest, best in competencies
-    ]
+        found = overview(conn, limit)
     return Report(
         [
-            Table("students", _STUDENT_COLUMNS, student_rows),
-            Table("competencies", _COMPETENCY_COLUMNS, competency_rows),
+            Table("students", _STUDENT_COLUMNS, found.students),
+            Table("competencies", _COMPETENCY_COLUMNS, found.competencies),
         ],
-        {"usage_des_applied": ("usage DEs applied", applied), "parked": ("parked", waiting)},
+        {
+            "usage_des_applied": ("usage DEs applied", found.applied),
+            "parked": ("parked", found.parked),
+        },
     )
 
 

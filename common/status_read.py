@@ -13,12 +13,13 @@ import psycopg
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from cli.status_model import Member, Partition, StageSample
 from common import db, lag, parking, stages
 from common import deadletter as dl
+from common.dlq_read import read_letters
 from common.kafka import make_admin, make_consumer
 from common.settings import Settings
 from common.stages import Stage
+from common.status_model import Member, Partition, StageSample
 from common.topics import Topics
 
 
@@ -145,8 +146,6 @@ class Details:
 
 
 def _letters(settings: Settings, stage: str) -> list[str | None]:
-    from cli.dlq import read_letters
-
     return [x.get(dl.H_REASON) for x in read_letters(settings, stage, limit=50_000)]
 
 
