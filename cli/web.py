@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from types import FrameType
 
 import typer
 
@@ -25,11 +26,20 @@ def web() -> None:
     settings = load_settings()
     check_kafka(settings)
     api = create_app(settings, list(Lifecycle.load(LIFECYCLE).states))
+    hub = api.state.hub
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Event streams never end by themselves: end them now, cleanly, so that browsers
+            # reconnect (to this server's successor) instead of seeing a broken response.
+            hub.stop_soon()
+            super().handle_exit(sig, frame)
+
     # As `da collector run`: exit 0 on SIGTERM / SIGINT after uvicorn's graceful stop.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: None)
     typer.echo(f"console on http://{settings.web_host}:{settings.web_port}/fulfillments", err=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         api,
         host=settings.web_host,
         port=settings.web_port,
@@ -37,9 +47,9 @@ def web() -> None:
         http="httptools",
         access_log=False,
         log_level=settings.log_level.lower(),
-        # Event streams never end by themselves: a stop does not wait for them.
-        timeout_graceful_shutdown=1,
+        timeout_graceful_shutdown=5,
     )
+    Server(config).run()
 
 
 def register(app: typer.Typer) -> None:

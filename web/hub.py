@@ -30,6 +30,7 @@ class Hub:
         self.viewers: Counter[str] = Counter()
         self.loaded: dict[str, float] = {}
         self.closing = False
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def wanted(self) -> set[str]:
         now = time.monotonic()
@@ -38,6 +39,7 @@ class Hub:
         }
 
     async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
         # A first page built before the first status sample would call itself stale.
         await asyncio.to_thread(self.snapshotter.feed.sampled.wait, FIRST_WAIT_S)
         while not self.closing:
@@ -54,6 +56,13 @@ class Hub:
                         self.version += 1
                         self.changed.notify_all()
             await asyncio.sleep(max(0.05, PERIOD_S - (time.monotonic() - began)))
+
+    def stop_soon(self) -> None:
+        """From a signal handler: end every event stream at its next turn."""
+        self.closing = True
+        loop = self.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.close()))
 
     async def close(self) -> None:
         self.closing = True

@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 
 from common.views.fulfillments import STATES, Waiting, recent, summary, wait_buckets
-from web.html import clock_time, duration, empty, esc, ms, number, table
+from web.html import clock_time, duration, empty, esc, ms, table
 from web.pages.base import Context, Page
 from web.status_feed import StatusView, red
 
@@ -134,6 +134,6 @@ def _clock(event_clock: bool, now: datetime, events: int, sla: float) -> str:
         else f"wall clock: waits are measured to now ({clock_time(now)} at the last update)"
     )
     return (
-        f"{esc(measured)} · {number(events)} events stored · SLA {esc(duration(sla))} "
+        f"{esc(measured)} · {events:,} events stored · SLA {esc(duration(sla))} "
         "(DA_WAIT_SLA_S)"
     )
