@@ -133,7 +133,4 @@ def _clock(event_clock: bool, now: datetime, events: int, sla: float) -> str:
         if event_clock
         else f"wall clock: waits are measured to now ({clock_time(now)} at the last update)"
     )
-    return (
-        f"{esc(measured)} · {events:,} events stored · SLA {esc(duration(sla))} "
-        "(DA_WAIT_SLA_S)"
-    )
+    return f"{esc(measured)} · {events:,} events stored · SLA {esc(duration(sla))} (DA_WAIT_SLA_S)"
