@@ -16,15 +16,18 @@ from common.settings import Settings
 from web import layout
 from web.hub import Hub
 from web.snapshot import PAGES, Snapshotter
-from web.status_feed import StatusFeed
+from web.status_feed import LoadReader, StatusFeed
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def create_app(settings: Settings, ous_states: list[str]) -> FastAPI:
+def create_app(
+    settings: Settings, ous_states: list[str], initial_load: LoadReader | None = None
+) -> FastAPI:
     """The console over ``settings``' Kafka and PostgreSQL; ``ous_states`` orders the workflow
-    board's columns (the OUS life-cycle's states)."""
-    feed = StatusFeed(settings)
+    board's columns (the OUS life-cycle's states); ``initial_load`` reads an initial load's
+    progress for /status (none: the section stays empty)."""
+    feed = StatusFeed(settings, initial_load)
     snapshotter = Snapshotter(settings, feed, ous_states)
     hub = Hub(snapshotter)
 

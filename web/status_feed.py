@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,14 +57,21 @@ class StatusView:
     held: dict[str, int] = field(default_factory=dict)
     errors: list[Error] = field(default_factory=list)
     problem: str | None = None
+    initial_load: dict[str, Any] | None = None  # the latest initial load's progress, if any
 
     def row(self, short_name: str) -> dict[str, Any] | None:
         return next((r for r in self.rows if r["stage"] == short_name), None)
 
 
+# Reads the latest initial load's progress from a reader and a sample (the JSON ``da status -o
+# json`` has as ``initial_load``); None when there was none.
+LoadReader = Callable[[Reader, dict[str, StageSample]], dict[str, Any] | None]
+
+
 class StatusFeed:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, initial_load: LoadReader | None = None) -> None:
         self.settings = settings
+        self.initial_load = initial_load
         self.lock = threading.Lock()
         self.view = StatusView()
         self.history: History = []
@@ -96,8 +104,9 @@ class StatusFeed:
                 except Exception as exc:  # a broker away: say so, keep trying
                     log.warning("status sample failed: %s", exc)
                     with self.lock:
+                        old = self.view
                         self.view = StatusView(
-                            self.view.sampled_at, self.view.rows, self.view.lag, {}, [], str(exc)
+                            old.sampled_at, old.rows, old.lag, {}, [], str(exc), old.initial_load
                         )
                 self.sampled.set()
                 self.stop.wait(max(0.1, 1.0 - (time.monotonic() - began)))
@@ -118,6 +127,7 @@ class StatusFeed:
             s.short_name: [(at, sample[s.name].lag) for at, sample in self.history]
             for s in stages.consuming()
         }
+        load = self.initial_load(reader, now) if self.initial_load is not None else None
         with self.lock:
             old = self.view
             held = {
@@ -126,7 +136,7 @@ class StatusFeed:
                 else 1
                 for r in found
             }
-            self.view = StatusView(t, found, lag, held, old.errors, None)
+            self.view = StatusView(t, found, lag, held, old.errors, None, load)
 
     def _cached(self, stage: Stage, sample: StageSample) -> Details | None:
         return self.details.get(stage.name)

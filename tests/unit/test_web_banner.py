@@ -44,3 +44,28 @@ def test_behind_is_red_too() -> None:
 def test_a_status_that_is_old_or_unreadable_is_unknown_not_fine() -> None:
     assert "unknown" in banner(_view("OK", 30, age_s=60))
     assert "broker down" in banner(_view("OK", 30, problem="broker down"))
+
+
+def test_an_initial_load_shows_its_summary_and_each_stage() -> None:
+    from web.pages.status import initial_load
+
+    assert initial_load(None) == ""
+    shown = initial_load(
+        {
+            "summary": "initial load 87 %: GEP done, demux done, 1 DEP loading, ETA 40 s",
+            "percent": 87,
+            "eta_s": 40.0,
+            "done": False,
+            "stages": [
+                {"stage": "gep", "done": True, "partitions_done": 6, "partitions": 6},
+                {
+                    "stage": "fulfillment-state",
+                    "done": False,
+                    "partitions_done": 4,
+                    "partitions": 6,
+                },
+            ],
+        }
+    )
+    assert "initial load 87 %" in shown and "width:87.0%" in shown
+    assert "gep done" in shown and "fulfillment-state 4/6" in shown

@@ -20,7 +20,7 @@ def build(ctx: Context) -> Page:
     view = ctx.status
     sections = {
         "banner": _problem(view),
-        "load": initial_load(None),
+        "load": initial_load(view.initial_load),
         "stages": _stages(view.rows),
         "errors": _errors(view),
         "clock": (
@@ -42,20 +42,22 @@ def _problem(view: StatusView) -> str:
 
 
 def initial_load(progress: dict[str, Any] | None) -> str:
-    """An initial load's progress, once the status model reports one: ``{"percent": float,
-    "eta_s": float | None, "stages": [{"stage": str, "done": bool, "detail": str}]}``. Until then
-    (``None``) the section stays empty."""
+    """The latest initial load's progress, as ``da status -o json`` reports it (``summary``,
+    ``percent``, ``eta_s``, ``done``, and per stage ``stage``, ``done``, ``partitions_done``,
+    ``partitions``); nothing when there was none."""
     if not progress:
         return ""
-    parts = ", ".join(
-        f"{esc(s['stage'])} {'done' if s.get('done') else esc(s.get('detail', ''))}"
+    pct = float(progress.get("percent", 0))
+    chips = "".join(
+        f'<span class="chip {"v-ok" if s.get("done") else ""}">{esc(s.get("stage"))} '
+        + ("done" if s.get("done") else f"{s.get('partitions_done', 0)}/{s.get('partitions', 0)}")
+        + "</span>"
         for s in progress.get("stages", [])
     )
-    pct = float(progress.get("percent", 0.0))
+    summary = progress.get("summary") or f"initial load {pct:.0f} %"
     return (
-        f'<div class="load"><strong>initial load {pct:.0f} %</strong>: {parts}, '
-        f"ETA {esc(duration(progress.get('eta_s')))}"
-        f'<div class="progress"><span style="width:{pct:.1f}%"></span></div></div>'
+        f'<div class="load"><strong>{esc(summary)}</strong>'
+        f'<div class="progress"><span style="width:{pct:.1f}%"></span></div>{chips}</div>'
     )
 
 
