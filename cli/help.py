@@ -65,6 +65,7 @@ EXAMPLES = {
     "deploy k8s": "DA_PARTITIONS=12 da deploy k8s --namespace da --kafka kafka:9092 --to k8s/",
     "down": "da down",
     "status": "da status --watch 5 --partitions",
+    "web": "DA_CLOCK=event da web   # then open http://127.0.0.1:8088/fulfillments",
     "gep run": "DA_INSTANCE_ID=gep-2 da gep run",
     "demux run": "da demux run",
     "dep run": "da dep run fulfillment-state",

@@ -12,6 +12,7 @@ import typer
 from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db, parking
 from common.settings import Settings
+from common.views.learning import overview
 from dep import competency_stats, content_catalog, usage_metrics
 
 _PARKED = [
@@ -53,24 +54,6 @@ def parked_summary(settings: Settings) -> list[parking.ParkedSummary]:
     return sorted(found, key=lambda s: s.owner)
 
 
-_STUDENTS = """
-SELECT m.user_id,
-       -- a collection's time is its resources' and questions' (rolled up): count the top level
-       coalesce(sum(m.time_spent_ms)
-                FILTER (WHERE c.content_family IN ('collection', 'assessment')), 0),
-       count(*) FILTER (WHERE c.content_family = 'assessment' AND m.latest_score IS NOT NULL),
-       avg(m.latest_score) FILTER (WHERE c.content_family = 'assessment'),
-       avg(m.latest_score) FILTER (WHERE c.content_family = 'collection'),
-       sum(m.views)
-FROM usage_metrics m LEFT JOIN content_catalog c USING (content_id)
-GROUP BY m.user_id ORDER BY m.user_id LIMIT %s
-"""
-_COMPETENCIES = """
-SELECT competency, count(*), sum(attempts), avg(latest_score), avg(best_score)
-FROM competency_stats GROUP BY competency ORDER BY competency
-"""
-
-
 def _pct(value: object) -> str:
     return f"{float(str(value)):.0f}%"
 
@@ -110,42 +93,29 @@ def _copy_families(settings: Settings, usage: psycopg.Connection[tuple[object, .
 
 
 def report(settings: Settings, limit: int) -> Report:
-    usage, catalog = usage_metrics.SPEC.name, content_catalog.SPEC.name
+    usage, catalog, stats = (
+        usage_metrics.SPEC.name,
+        content_catalog.SPEC.name,
+        competency_stats.SPEC.name,
+    )
+    parked_count = sum(p.count for p in parked_summary(settings))
     with db.connect(settings, autocommit=True, dep=usage) as conn:
-        applied = conn.execute("SELECT count(*) FROM usage_seen").fetchall()[0][0]
         if settings.database_url_for(catalog) != settings.database_url_for(usage):
             _copy_families(settings, conn)
-        students = conn.execute(_STUDENTS, (limit,)).fetchall()
-    with db.connect(settings, autocommit=True, dep=competency_stats.SPEC.name) as conn:
-        competencies = conn.execute(_COMPETENCIES).fetchall()
-    waiting = sum(p.count for p in parked_summary(settings))
-    student_rows = [
-        {
-            "student": user,
-            "time_spent_ms": spent,
-            "views": views,
-            "assessments_taken": done,
-            "avg_assessment_score": assessed,
-            "avg_collection_score": collected,
-        }
-        for user, spent, done, assessed, collected, views in students
-    ]
-    competency_rows = [
-        {
-            "competency": code,
-            "students": n,
-            "attempts": attempts,
-            "avg_latest_score": latest,
-            "avg_best_score": best,
-        }
-        for code, n, attempts, latest, best in competencies
-    ]
+        if settings.database_url_for(stats) == settings.database_url_for(usage):
+            found = overview(conn, limit, parked=parked_count)
+        else:
+            with db.connect(settings, autocommit=True, dep=stats) as other:
+                found = overview(conn, limit, parked=parked_count, competencies_from=other)
     return Report(
         [
-            Table("students", _STUDENT_COLUMNS, student_rows),
-            Table("competencies", _COMPETENCY_COLUMNS, competency_rows),
+            Table("students", _STUDENT_COLUMNS, found.students),
+            Table("competencies", _COMPETENCY_COLUMNS, found.competencies),
         ],
-        {"usage_des_applied": ("usage DEs applied", applied), "parked": ("parked", waiting)},
+        {
+            "usage_des_applied": ("usage DEs applied", found.applied),
+            "parked": ("parked", found.parked),
+        },
     )
 
 

@@ -81,6 +81,7 @@ def _register() -> None:
         stages,
         status,
         up,
+        web,
         workflow,
     )
     from cli.stack import commands as stack_commands
@@ -99,6 +100,7 @@ def _register() -> None:
     status.register(app)
     schemas.register(app)
     deploy.register(app)
+    web.register(app)
 
 
 _register()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -11,6 +10,7 @@ import typer
 from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db
 from common.settings import Settings
+from common.views.fulfillments import STATES, summary
 from dep import fulfillment_state
 
 
@@ -19,7 +19,6 @@ def _fmt_duration(seconds: object) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"
 
 
-STATES = ("ENTERING", "WAITING", "LAUNCHING", "TESTING", "DONE")
 _BY_STATE = [Column("state", "state"), Column("fulfillments", "fulfillments")]
 _TIME_IN_STATE = [
     Column("state", "state"),
@@ -36,46 +35,37 @@ _WAITING = [
 
 def report(settings: Settings) -> Report:
     with db.connect(settings, autocommit=True, dep=fulfillment_state.SPEC.name) as conn:
-        as_of = conn.execute("SELECT max(created_at) FROM events").fetchone()
-        events = conn.execute("SELECT count(*) FROM events").fetchone()
-        by_state = conn.execute(
-            "SELECT state, count(*) FROM current_fulfillments GROUP BY state"
-        ).fetchall()
-        avg = conn.execute(
-            "SELECT state, count(*), avg(time_in_state), max(time_in_state) "
-            "FROM fulfillments_history GROUP BY state"
-        ).fetchall()
-        waiting = conn.execute(
-            "SELECT fulfillment_id, state_start_time FROM current_fulfillments "
-            "WHERE state = 'WAITING' ORDER BY state_start_time, fulfillment_id LIMIT 5"
-        ).fetchall()
-    now = as_of[0] if as_of and isinstance(as_of[0], datetime) else None
-    counts = {str(s): n for s, n in by_state}
+        found = summary(conn, longest=5)
+    now = found.event_time_now
     waited = [
-        {"fulfillment_id": fid, "waiting_since": since, "waited_s": (now - since).total_seconds()}
-        for fid, since in waiting
-        if now is not None and isinstance(since, datetime)
+        {
+            "fulfillment_id": w.fulfillment_id,
+            "waiting_since": w.since,
+            "waited_s": (now - w.since).total_seconds(),
+        }
+        for w in found.waiting
+        if now is not None
     ]
     return Report(
         [
             Table(
                 "by_state",
                 _BY_STATE,
-                [{"state": s, "fulfillments": counts.get(s, 0)} for s in STATES],
+                [{"state": s, "fulfillments": found.counts.get(s, 0)} for s in STATES],
             ),
             Table(
                 "time_in_state",
                 _TIME_IN_STATE,
                 [
-                    {"state": state, "left": n, "avg_s": mean, "max_s": top}
-                    for state, n, mean, top in sorted(avg, key=lambda r: str(r[0]))
+                    {"state": x.state, "left": x.left, "avg_s": x.avg_s, "max_s": x.max_s}
+                    for x in found.left
                 ],
                 title="time in the states left:",
             ),
             Table("waiting_longest", _WAITING, waited, title="waiting longest:"),
         ],
         {
-            "events_stored": ("events stored", events[0] if events else 0),
+            "events_stored": ("events stored", found.events),
             "event_time_now": ("event time now", now),
         },
     )

@@ -9,7 +9,6 @@ the last minute. Exit status: 0 every stage OK, 1 a warning (CATCHING_UP, SLOW, 
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from dataclasses import asdict
@@ -21,23 +20,15 @@ import typer
 
 from cli.output import Column, Format, OutputOption, Report, Table
 from cli.output import render as render_output
-from cli.status_model import (
+from common.settings import Settings, state_dir
+from common.status_model import (
     EXIT,
-    Judgement,
     Partition,
     StageSample,
-    eta_s,
-    judge,
-    next_command,
     overall_exit,
-    rate,
 )
-from cli.status_read import Details, Reader
-from common import stages
-from common.settings import Settings, state_dir
-
-KEEP_S = 120.0
-MINUTE_S = 60.0
+from common.status_read import Reader
+from common.status_rows import KEEP_S, minute_ago, rows
 
 
 def _history_file(settings: Settings) -> Path:
@@ -79,22 +70,6 @@ def _fields(p: Partition) -> list[object]:
     return list(asdict(p).values())
 
 
-def _minute_ago(
-    history: list[tuple[float, dict[str, StageSample]]], now: float
-) -> tuple[float, dict[str, StageSample]] | None:
-    """The sample closest to a minute old, from the last two minutes."""
-    old = [(t, s) for t, s in history if now - t <= KEEP_S and now - t >= 1.0]
-    return min(old, key=lambda e: abs(now - e[0] - MINUTE_S), default=None)
-
-
-def _last_moved(history: list[tuple[float, dict[str, StageSample]]], name: str) -> str | None:
-    moved = None
-    for (_, a), (t, b) in itertools.pairwise(history):
-        if name in a and name in b and b[name].processed > a[name].processed:
-            moved = t
-    return None if moved is None else datetime.fromtimestamp(moved, UTC).isoformat()
-
-
 def report(reader: Reader, interval_s: float, history_path: Path) -> dict[str, Any]:
     history = load_history(history_path)
     t0 = time.time()
@@ -104,62 +79,13 @@ def report(reader: Reader, interval_s: float, history_path: Path) -> dict[str, A
     now = reader.sample()
     history += [(t0, before), (t1, now)]
     save_history(history_path, history)
-    past = _minute_ago(history[:-2], t1)
-    rows = []
-    for stage in stages.consuming():
-        name = stage.name
-        old = past[1].get(name) if past else None
-        j = judge(before[name], now[name], old)
-        per_s = rate(now[name], t1, old, past[0]) if past and old else None
-        per_s = per_s if per_s is not None else rate(now[name], t1, before[name], t0)
-        details = reader.details(stage, now[name]) if now[name].error is None else None
-        row = _row(stage.short_name, now[name], j, per_s, details)
-        if row["last_commit"] is None:  # no commit time kept: when its offsets last moved
-            row["last_commit"] = _last_moved(history, name)
-        rows.append(row)
+    past = minute_ago(history[:-2], t1)
+    found = rows((t0, before), (t1, now), past, history, reader.details)
     return {
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "stages": rows,
-        "exit": overall_exit([r["verdict"] for r in rows]),
+        "stages": found,
+        "exit": overall_exit([r["verdict"] for r in found]),
     }
-
-
-def _row(
-    name: str, s: StageSample, j: Judgement, per_s: float | None, d: Details | None
-) -> dict[str, Any]:
-    worst = sorted(s.partitions, key=lambda p: -p.lag)
-    return {
-        "stage": name,
-        "verdict": j.verdict,
-        "why": j.why,
-        "instances": [{"client_id": m.client_id, "host": m.host} for m in s.members],
-        "processed": s.processed,
-        "outstanding": s.lag,
-        "behind_s": None if d is None else d.behind_s,
-        "rate_per_s": per_s,
-        "eta_s": eta_s(s.lag, per_s, j.verdict),
-        "dead_letters": {} if d is None else d.dead_letters,
-        "parked": None if d is None else d.parked,
-        "last_commit": None if d is None or d.last_commit is None else d.last_commit.isoformat(),
-        "next": next_command(name, j, s),
-        "partitions": [
-            {
-                "topic": p.topic,
-                "partition": p.partition,
-                "end": p.end,
-                "committed": p.committed,
-                "stored": p.stored,
-                "lag": p.lag,
-                "owner": _owner(s, p),
-            }
-            for p in worst
-        ],
-    }
-
-
-def _owner(s: StageSample, p: Partition) -> str | None:
-    m = s.owner(p.topic, p.partition)
-    return None if m is None else f"{m.client_id}@{m.host}"
 
 
 def _num(x: float | None, unit: str = "") -> str:

@@ -9,6 +9,7 @@ policy does, for a machine without one.
   exit and restart to ``<state dir>/up/supervisor.log``.
 - An instance that exits is started again after 1 s, doubling up to 30 s while it keeps failing
   quickly; one that ran for a minute starts again after 1 s.
+- With ``--web`` (``da up --web``) the browser console (``da web``) is one more child, ``web-0``.
 - SIGTERM (``da down``) stops every instance with SIGTERM (each finishes its batch), waits for
   them, and exits.
 """
@@ -35,6 +36,7 @@ PORT_STRIDE = 100
 STEADY_S = 60.0  # an instance that ran this long failed fresh, not in a loop
 MAX_BACKOFF_S = 30.0
 STOP_GRACE_S = 90.0
+WEB = "web"  # the console's child: not a stage, started as `da web`
 
 
 def up_dir(state: Path) -> Path:
@@ -63,6 +65,11 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _da(stage: str) -> list[str]:
+    args = [WEB] if stage == WEB else ["run", stage]
+    return [sys.executable, "-m", "cli.main", *args]
+
+
 class Supervisor:
     def __init__(
         self,
@@ -70,9 +77,10 @@ class Supervisor:
         instances: int,
         log: TextIO,
         command: Callable[[str], list[str]] | None = None,
+        web: bool = False,
     ) -> None:
         self.dir = up_dir(state)
-        self.command = command or (lambda stage: [sys.executable, "-m", "cli.main", "run", stage])
+        self.command = command or _da
         self.log = log
         self.stop = threading.Event()
         host = socket.gethostname()
@@ -83,6 +91,8 @@ class Supervisor:
             if stages.get(stage).consumes:
                 env["DA_METRICS_PORT"] = str(port)
             self.children.append(Child(name, stage, i, env=env))
+        if web:
+            self.children.append(Child(f"{WEB}-0", WEB, 0))
 
     def say(self, line: str) -> None:
         self.log.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {line}\n")
@@ -145,11 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli.supervise", description=__doc__)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--web", action="store_true", help="Also run the console (da web).")
     args = parser.parse_args(argv)
     directory = up_dir(args.state)
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / "supervisor.log").open("a") as log:
-        sup = Supervisor(args.state, args.instances, log)
+        sup = Supervisor(args.state, args.instances, log, web=args.web)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _s, _f: sup.stop.set())
         sup.say(f"supervising {len(sup.children)} instance(s)")

@@ -32,9 +32,11 @@ def running_supervisor() -> int | None:
 
 def up(
     instances: int = typer.Option(1, min=1, help="Instances of each consuming stage."),
+    web: bool = typer.Option(False, "--web", help="Also run the browser console (da web)."),
 ) -> None:
     """Start every stage (GEP, demux, the collector, each DEP) as supervised processes; each is
-    restarted when it exits. Creates topics and tables first. Logs: <state dir>/up/."""
+    restarted when it exits. Creates topics and tables first. Logs: <state dir>/up/. With --web
+    the console (`da web`) runs under the same supervisor."""
     from cli.main import load_settings
     from cli.stages import db_migrate, topics_ensure
 
@@ -47,24 +49,16 @@ def up(
     directory = up_dir(state_dir())
     directory.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "cli.supervise", "--state", str(state_dir())]
-    argv += ["--instances", str(instances)]
+    argv += ["--instances", str(instances), *(["--web"] if web else [])]
     with (directory / "supervisor.out").open("ab") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli.supervise",
-                "--state",
-                str(state_dir()),
-                "--instances",
-                str(instances),
-            ],
+            argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # it outlives this command and the terminal's ^C
         )
     _pid_file().write_text(f"{proc.pid}\n")
-    names = [name for name, _, _ in instance_names(instances)]
+    names = [name for name, _, _ in instance_names(instances)] + (["web-0"] if web else [])
     typer.echo(f"up: {len(names)} instance(s) under supervisor pid {proc.pid}: {', '.join(names)}")
     typer.echo(f"logs in {directory}/ (supervisor.log: one line per start and restart)")
     typer.echo("watch it with `da status`; stop it with `da down`")

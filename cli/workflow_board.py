@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
@@ -15,15 +15,11 @@ from common import db
 from common.kafka import check_kafka, make_producer
 from common.settings import Settings
 from common.topics import Topics
+from common.views import workflow as views
 from dep import ous_lifecycle
 
 # States an OUS waits in for an actor; a simulation is over when none of its OUSs is in one.
 BUSY = ("FullyObserved", "ReadyForProcessing", "Processing")
-_BOARD = """
-SELECT state, count(*), min(state_since),
-       (array_agg(ous_uid ORDER BY state_since, ous_uid))[1]
-FROM ous_status WHERE state IS NOT NULL GROUP BY state
-"""
 
 
 def _settings() -> Settings:
@@ -34,13 +30,13 @@ def _settings() -> Settings:
 
 def render(settings: Settings, states: list[str], now: datetime) -> str:
     with db.connect(settings, autocommit=True, dep=ous_lifecycle.SPEC.name) as conn:
-        found: list[tuple[Any, ...]] = conn.execute(_BOARD).fetchall()
-    rows = {str(r[0]): r[1:] for r in found}
+        columns = views.board(conn, states)
     lines = [f"{'state':<20} {'OUSs':>5}  longest waiting"]
-    for state in [*states, *sorted(set(rows) - set(states))]:
-        count, since, uid = rows.get(state, (0, None, None))
-        wait = "" if since is None else f"{uid} ({max(0, int((now - since).total_seconds()))}s)"
-        lines.append(f"{state:<20} {count:>5}  {wait}")
+    for c in columns:
+        since = c.longest_since
+        age = 0 if since is None else max(0, int((now - since).total_seconds()))
+        wait = "" if since is None else f"{c.longest_uid} ({age}s)"
+        lines.append(f"{c.state:<20} {c.count:>5}  {wait}")
     return "\n".join(lines)
 
 

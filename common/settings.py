@@ -226,8 +226,18 @@ class Settings:
     collector_apps_refresh_s: float = _setting(
         5.0, "seconds between the collector's reads of the applications table (revocations)"
     )
+    # A wait past it is late: the console's SLA badge, and ``fulfillment.wait_exceeded``.
+    wait_sla_s: float = _setting(
+        900.0, "seconds a test taker may wait (in WAITING) before the wait is past its SLA"
+    )
     web_host: str = _setting("127.0.0.1", "address `da web` (the browser console) listens on")
     web_port: int = _setting(8088, "port `da web` listens on")
+    # Live use measures a wait to now; a replay of old events has no "now" but its newest event.
+    clock: str = _setting(
+        "wall",
+        "what waits are measured to: `wall` (now) or `event` (the newest event's time, for "
+        "replayed history such as the demo's)",
+    )
     # Kept out of repr because some are secrets.
     kafka_properties: tuple[tuple[str, str], ...] = field(
         default=(),
@@ -355,8 +365,12 @@ class Settings:
         if self.schema_registry_basic_auth and ":" not in self.schema_registry_basic_auth:
             raise SettingsError("DA_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
         self._validate_collector()
+        if self.clock not in ("wall", "event"):
+            raise SettingsError("DA_CLOCK must be 'wall' or 'event'")
         if not 0 < self.web_port < 65536:
             raise SettingsError("DA_WEB_PORT must be a TCP port (1..65535)")
+        if self.wait_sla_s <= 0:
+            raise SettingsError("DA_WAIT_SLA_S must be positive")
 
     def _validate_collector(self) -> None:
         if self.collector_unknown_types not in ("reject", "accept"):

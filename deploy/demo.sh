@@ -2,9 +2,11 @@
 # `make demo`: the local stack, topics and tables, GEP + demux + the fulfillment and learning DEPs
 # as separate processes, the two samples replayed onto the ingest topic (proctoring events, then a
 # class's learning sessions), and the live state of fulfillments and of the class; then the OUS
-# workflow: a simulation of a few dozen OUSs driven by the actor DEPs, and its board.
-# The stages keep running (supervised by `da up`) after it ends: `make demo-stop` stops them
-# (`da down`), then Kafka, PostgreSQL and the schema registry (`da stack down`; the data stays).
+# workflow: a simulation of a few dozen OUSs driven by the actor DEPs, and its board; it ends with
+# the browser console's address (`da web`).
+# The stages and the console keep running (supervised by `da up --web`) after it ends:
+# `make demo-stop` stops them (`da down`), then Kafka, PostgreSQL and the schema registry
+# (`da stack down`; the data stays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DA=.venv/bin/da
@@ -26,9 +28,11 @@ echo "== topics and tables"
 $DA topics ensure
 $DA db migrate
 
-echo "== starting every stage under a supervisor (da up; logs in ${DA_STATE_DIR:-.da}/up/)"
+echo "== starting every stage and the console under a supervisor (da up --web; logs in ${DA_STATE_DIR:-.da}/up/)"
 $DA down >/dev/null
-$DA up | tail -n 3
+# The sample's events are from 2020: the console measures waits to the newest event, not to now.
+export DA_CLOCK=${DA_CLOCK:-event}
+$DA up --web | tail -n 3
 
 rows=$(($(wc -l <"$SAMPLE") - 1))
 echo "== replaying $rows proctoring events from $SAMPLE at 250 events/s"
@@ -79,7 +83,15 @@ echo "Tables: current_fulfillments, fulfillments_history, events, usage_metrics,
 echo "competency_stats, ous_status, ous_state_history, ous_rejections in schema '${DA_DATABASE_SCHEMA:-da}' of:"
 grep DA_DATABASE_URL "$STACK_ENV"
 echo
-echo "The stages keep running; \`make demo-stop\` stops them, Kafka, PostgreSQL and the registry."
+url="http://${DA_WEB_HOST:-127.0.0.1}:${DA_WEB_PORT:-8088}"
+for _ in $(seq 1 30); do
+    .venv/bin/python -c "import urllib.request as u; u.urlopen('$url/healthz', timeout=2)" \
+        >/dev/null 2>&1 && break
+    sleep 1
+done
+echo "The console (da web, DA_CLOCK=$DA_CLOCK) also shows $url/status, $url/workflow and $url/learning."
+echo "The stages and the console keep running; \`make demo-stop\` stops them, Kafka, PostgreSQL and the registry."
 echo "Next: put da on your PATH, then look around (from any folder of the checkout):"
 echo "  source .venv/bin/activate"
 echo "  da status; da fulfillments -o json; da learning; da dlq list; da --help"
+echo "== the console: open $url/fulfillments"

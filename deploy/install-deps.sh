@@ -35,6 +35,9 @@ command -v mvn >/dev/null 2>&1 || missing="$missing maven"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 # Node and npm: the outside-subscriber test runs examples/subscribers/node.
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+# Headless Chromium: the web console's browser tests drive it through Playwright (whose own
+# browser downloads are never used).
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 
 if [ -n "$missing" ]; then
     if [ "$as_root" = "__none__" ]; then
@@ -50,7 +53,7 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # $missing is a list of package names
     DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends $missing
 else
-    echo "install-deps: postgresql, java, maven, promtool and npm already installed"
+    echo "install-deps: postgresql, java, maven, promtool, npm and chromium already installed"
 fi
 
 # The Node subscriber's packages, exactly as locked (from the npm registry; no install scripts).

@@ -158,3 +158,25 @@ def promtool() -> str:
             )
         pytest.skip("promtool not found: run deploy/install-deps.sh")
     return found
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (deploy/install-deps.sh); never a download
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium and Playwright's Python API to drive it."""
+    import importlib.util
+    import shutil
+
+    missing = []
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        missing.append(f"{CHROMIUM} (Debian package chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the playwright Python package")
+    if missing:
+        reason = f"{' and '.join(missing)} not found: run `make deps`"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return CHROMIUM if os.path.exists(CHROMIUM) else str(shutil.which("chromium"))

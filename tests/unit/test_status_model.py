@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.status_model import (
+from common.status_model import (
     Member,
     Partition,
     StageSample,

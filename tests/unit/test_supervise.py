@@ -50,3 +50,14 @@ def test_an_exiting_instance_is_restarted_with_back_off_and_stopped_on_request(
     assert any(line.endswith("stopped demux-0 (status -15)") for line in lines)
     assert lines[-1].endswith("supervisor stopped")
     assert (up_dir(tmp_path) / "gep-0.log").exists()
+
+
+def test_the_console_is_one_more_child_only_when_asked(tmp_path: Path) -> None:
+    log = io.StringIO()
+    plain = Supervisor(tmp_path, 1, log)
+    assert all(c.stage != "web" for c in plain.children)
+    with_web = Supervisor(tmp_path, 1, log, web=True)
+    (web,) = [c for c in with_web.children if c.stage == "web"]
+    assert web.name == "web-0" and "DA_METRICS_PORT" not in web.env
+    assert with_web.command(web.stage)[-1] == "web"
+    assert with_web.command("gep")[-2:] == ["run", "gep"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,13 +14,16 @@ import psycopg
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from cli.status_model import Member, Partition, StageSample
 from common import db, lag, parking, stages
 from common import deadletter as dl
+from common.dlq_read import Letter, read_letters
 from common.kafka import make_admin, make_consumer
 from common.settings import Settings
 from common.stages import Stage
+from common.status_model import Member, Partition, StageSample
 from common.topics import Topics
+
+LETTERS_READ = 50_000  # dead letters counted per stage at most
 
 
 class Reader:
@@ -99,11 +103,14 @@ class Reader:
                 )
         return parts
 
-    def details(self, stage: Stage, sample: StageSample) -> Details:
-        """The facts read once per run, not per sample."""
-        letters = Counter[str]()
-        for x in _letters(self.settings, stage.name):
-            letters[x or "unknown"] += 1
+    def details(
+        self, stage: Stage, sample: StageSample, letters: Iterable[Letter] | None = None
+    ) -> Details:
+        """The facts read once per run, not per sample (``letters``: the stage's dead letters,
+        when the caller has read them already)."""
+        if letters is None:
+            letters = read_letters(self.settings, stage.name, limit=LETTERS_READ)
+        reasons = Counter(x.get(dl.H_REASON) or "unknown" for x in letters)
         parked = None
         last = None
         if stage.dep is not None:
@@ -117,7 +124,7 @@ class Reader:
                 last = row[0] if row and isinstance(row[0], datetime) else None
             except psycopg.Error:
                 pass
-        return Details(dict(letters), parked, last, self._behind(sample))
+        return Details(dict(reasons), parked, last, self._behind(sample))
 
     def _behind(self, sample: StageSample) -> float | None:
         """Record time of the newest input record minus that of the oldest unprocessed one,
@@ -147,12 +154,6 @@ class Details:
     parked: int | None
     last_commit: datetime | None
     behind_s: float | None
-
-
-def _letters(settings: Settings, stage: str) -> list[str | None]:
-    from cli.dlq import read_letters
-
-    return [x.get(dl.H_REASON) for x in read_letters(settings, stage, limit=50_000)]
 
 
 def _members(raw: list[object]) -> list[Member]:
