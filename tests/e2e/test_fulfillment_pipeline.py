@@ -154,7 +154,9 @@ def replay_and_check(
         assert f"line {ragged_line}:" in err
         assert f"sent {len(valid) + len(BAD)}," in err
 
-        problems = wait_until_equal(lambda: check_tables(settings, want))
+        # A stage killed mid-batch takes the range it had in flight one message at a time on
+        # its restart (the crash-loop guard), each one a poll of its own: minutes for a big one.
+        problems = wait_until_equal(lambda: check_tables(settings, want), timeout_s=360)
         assert problems == [], stages.tails()
         check_topics(settings, valid)
     finally:
