@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from cli.sample.fulfillments import COLUMNS, generate
@@ -88,7 +89,7 @@ def _run_pipeline(
                 assert m.value()[0] == 0, "not the registry wire format"
                 e = FulfillmentEvent.decode(codec, m.value())
                 us = int(e.occurred_at.timestamp() * 1_000_000)
-                own.add(_fields(m.key().decode(), asdict(e), us))
+                own.add(_fields(m.key().decode(), msgspec.to_builtins(e), us))
         assert {f[1] for f in own} == {r["id"] for r in rows}
         yield settings, topic, own
     finally:
