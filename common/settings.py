@@ -149,6 +149,11 @@ class Settings:
     park_timeout_s: float = _setting(
         3600.0, "seconds a parked DE waits for what it needs before it is dead-lettered"
     )
+    wait_sla_s: float = _setting(
+        900.0,
+        "seconds a fulfillment may wait (state WAITING) before `fulfillment-state` emits "
+        "`fulfillment.wait_exceeded` for it, once per visit",
+    )
     # An output past it can never be written, so it is a dead letter, not a retry.
     max_message_bytes: int = _setting(
         1_000_000,
@@ -300,9 +305,10 @@ class Settings:
                 raise SettingsError(f"DA_{name.upper()} must be at least 1")
         if not 0 < self.dead_letter_max_ratio <= 1:
             raise SettingsError("DA_DEAD_LETTER_MAX_RATIO must be in (0, 1]")
-        if self.poll_timeout_s <= 0 or self.io_timeout_s <= 0 or self.park_timeout_s <= 0:
+        if min(self.poll_timeout_s, self.io_timeout_s, self.park_timeout_s, self.wait_sla_s) <= 0:
             raise SettingsError(
-                "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S and DA_PARK_TIMEOUT_S must be positive"
+                "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S, DA_PARK_TIMEOUT_S and DA_WAIT_SLA_S must be "
+                "positive"
             )
         if min(self.loop_ttl_s, self.unassigned_max_s, self.unhealthy_exit_s) <= 0:
             raise SettingsError(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
 import psycopg
@@ -123,6 +123,8 @@ class StoreProcessor(Generic[E]):
         self.dead_lettered = 0
         self._timers = handler if isinstance(handler, TickHandler) else None
         self._every = Every(tick_interval_s)
+        # When each held partition was last applied to its end (``common.ticks``: ``read_to``).
+        self._read_to: dict[tuple[str, int], datetime] = {}
 
     def _db(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
@@ -182,6 +184,7 @@ class StoreProcessor(Generic[E]):
     def revoked(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self._stored.pop((p.topic, p.partition), None)
+            self._read_to.pop((p.topic, p.partition), None)
             self._unsent.pop((p.topic, p.partition), None)  # the new owner commits its own
 
     def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
@@ -194,6 +197,7 @@ class StoreProcessor(Generic[E]):
             and tp.offset > (self._stored[(tp.topic, tp.partition)] or 0)
         ]
         if not moved:
+            self._note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
             self._commit_to_kafka(consumer, [], now=True)  # what step 4 held back
             return
         conn = self._db()
@@ -210,6 +214,7 @@ class StoreProcessor(Generic[E]):
             raise
         for tp in moved:
             self._stored[(tp.topic, tp.partition)] = tp.offset
+        self._note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
         self._commit_to_kafka(consumer, moved, now=True)
 
     def _commit_to_kafka(
@@ -266,6 +271,8 @@ class StoreProcessor(Generic[E]):
             self.condemned.pop(message_id(msg), None)
         if self.on_commit is not None:
             self.on_commit(time.monotonic() - started)
+        if self._timers is not None:
+            self._note_read_to(consumer, list(first_offsets(batch)))
         # Step 4
         self._commit_to_kafka(consumer, next_offsets(batch))
         # Step 5
@@ -389,6 +396,22 @@ class StoreProcessor(Generic[E]):
                 consumer.seek(TopicPartition(tp.topic, tp.partition, off))
 
     # -- wall-clock timers -----------------------------------------------------------------
+    def _note_read_to(self, consumer: Consumer, keys: list[tuple[str, int]]) -> None:
+        """Partitions whose stored offset is at most one short of the end the consumer last
+        heard of (that one: a transaction's commit marker) were read to their end just now. The
+        cached end costs no broker round trip; a partition whose end is unknown is not marked."""
+        now = datetime.now(UTC)
+        for key in keys:
+            stored = self._stored.get(key)
+            if stored is None:
+                continue
+            try:
+                ends = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except Exception:  # not fetched yet: unknown, so not read to the end
+                continue
+            if 0 <= ends[1] <= stored + 1:
+                self._read_to[key] = now
+
     def tick(self, now: datetime, owned: Owned) -> None:
         if (self._timers is None and self.after_commit is None) or not self._every.due():
             return
@@ -399,7 +422,8 @@ class StoreProcessor(Generic[E]):
                     cur = conn.cursor()
                     mine = still_owned(cur, self.group_id, self._stored, owned)
                     if mine:
-                        self._timers.tick(now, mine, cur)
+                        read_to = {k: t for k, t in self._read_to.items() if k in mine}
+                        self._timers.tick(now, mine, read_to, cur)
             if self.after_commit is not None:
                 self.after_commit(self._db())
         except Exception as exc:

@@ -15,7 +15,7 @@ from common.outbox import Outbox, OutboxMessage, OutboxRelay
 from common.runloop import Message, Stopper
 from common.settings import Settings
 from common.store import Cursor, StoreProcessor
-from common.ticks import Owned
+from common.ticks import Owned, ReadTo
 from common.topics import Topics
 from dep import registry
 from tests.fakes import FakeConsumer, FakeMessage
@@ -36,7 +36,7 @@ class Timers:
     def handle(self, events: Sequence[bytes], cur: Cursor) -> None:
         pass
 
-    def tick(self, now: datetime, owned: Owned, cur: Cursor) -> None:
+    def tick(self, now: datetime, owned: Owned, read_to: ReadTo, cur: Cursor) -> None:
         self.ticks.append(owned)
         self.outbox.add(cur, [OutboxMessage(self.topic, None, f"tick {len(self.ticks)}".encode())])
 
