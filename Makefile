@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DA := $(VENV)/bin/da
 
-.PHONY: help deps lint test unit integration e2e demo demo-stop bench chaos fuzz clean
+.PHONY: help deps lint test unit integration e2e demo demo-stop bench chaos fuzz load-test clean
 
 help:
 	@echo "make demo   - local stack, topics, tables, GEP+demux+DEP processes, sample replay, live state"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench  - throughput of each stage and of the pipeline, codec cost (docs/benchmarks.md)"
 	@echo "make chaos  - ~100,000 events through kills, scaling, broker and database restarts"
 	@echo "make fuzz   - nasty and random adversarial messages through every stage (FUZZ_MINUTES=20)"
+	@echo "make load-test - a 100,000-event initial load beside live traffic (LOAD_EVENTS=N)"
 	@echo "make lint | unit | integration | e2e | clean"
 
 $(VENV)/.installed: pyproject.toml
@@ -61,6 +62,12 @@ chaos: deps
 FUZZ_MINUTES ?= 20
 fuzz: deps
 	$(PY) -m tests.e2e.fuzz --minutes $(FUZZ_MINUTES) --record docs/reliability.md
+
+# The initial-load test at full size (the default suite loads 20,000 events); its figures go
+# into docs/reliability.md by hand.
+LOAD_EVENTS ?= 100000
+load-test: deps
+	DA_TEST_LOAD_EVENTS=$(LOAD_EVENTS) $(PY) -m pytest tests/e2e/test_initial_load.py -s -q
 
 bench: $(VENV)/.installed
 	PYTHON=$(PY) sh deploy/install-deps.sh wrk

@@ -71,6 +71,7 @@ def _register() -> None:
         dlq,
         emit,
         learning,
+        load,
         replay,
         schemas,
         show,
@@ -83,6 +84,7 @@ def _register() -> None:
 
     stack_commands.register(app)
     emit.register(app)
+    load.register(app)
     stages.register(app)
     show.register(app)
     dlq.register(app)

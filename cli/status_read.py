@@ -94,6 +94,15 @@ class Reader:
                 )
         return parts
 
+    def topic_ends(self, topic: str) -> dict[tuple[str, int], int]:
+        """The end offset of every partition of ``topic``, read now from the broker."""
+        t = self.settings.io_timeout_s
+        info = self.consumer.list_topics(topic, timeout=t).topics.get(topic)
+        return {
+            (topic, p): self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=t)[1]
+            for p in sorted(getattr(info, "partitions", {}) or {})
+        }
+
     def details(self, stage: Stage, sample: StageSample) -> Details:
         """The facts read once per run, not per sample."""
         letters = Counter[str]()

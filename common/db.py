@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from common import guard, outbox, parking
+from common import guard, loads, outbox, parking
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ CREATE TABLE IF NOT EXISTS da_offsets (
     PRIMARY KEY (consumer_group, topic, partition)
 );
 """
-# The generic tables any DEP may use: what it emits, what waits.
-CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL + guard.TABLE_SQL
+# The generic tables any DEP may use: what it emits, what waits; and the initial loads.
+CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL + guard.TABLE_SQL + loads.TABLE_SQL
 
 
 def connect(
