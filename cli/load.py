@@ -88,7 +88,8 @@ def load(
     """Replay a bulk file as an initial load: sent as fast as the stages take it (live traffic
     keeps flowing beside it), recorded with per-stage completion marks; `da status` shows its
     progress ("initial load 87 %: gep done, demux done, fulfillment-state 4/6 partitions, ETA
-    40 s"). Exit status 0 once every stage is done (or, with --no-wait, once sent), 1 bad rows or
+    40 s"). A stage that does not run keeps it from being done; Ctrl-C stops following, not the
+    load. Exit status 0 once every stage is done (or, with --no-wait, once sent), 1 bad rows or
     failed deliveries."""
     from cli.main import load_settings
 
@@ -130,6 +131,14 @@ def load(
 
 
 def _follow(reader: Reader, started: float) -> None:
+    try:
+        _follow_until_done(reader, started)
+    except KeyboardInterrupt:
+        typer.echo("stopped following; the load goes on (`da status` shows it)", err=True)
+        raise typer.Exit(130) from None
+
+
+def _follow_until_done(reader: Reader, started: float) -> None:
     last = ""
     while True:
         progress = initial_load(reader)

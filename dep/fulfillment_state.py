@@ -245,7 +245,9 @@ SPEC = DepSpec(
     name=NAME,
     description="Proctoring fulfillments: current state and time spent in each state",
     inputs=(("demux", "fulfillment"),),
-    tables=("events", "current_fulfillments", "fulfillments_history", "fulfillment_wait_alerts"),
+    # Not fulfillment_wait_alerts: what was alerted stays alerted across `da replay --rebuild`,
+    # so a rebuild does not alert a visit twice.
+    tables=("events", "current_fulfillments", "fulfillments_history"),
     migrations=Path(__file__).parent / "migrations" / "fulfillment_state",
     input_schemas=("de/fulfillment",),
     build=build,
