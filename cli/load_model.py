@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -220,6 +220,8 @@ def progress(
         marked = bool(parts) and all((p.topic, p.partition) in marks for p in parts)
         dep = g.short[name] != name
         rows.append(StageLoad(g.short[name], done, at_mark, len(parts), marked, dep))
+    if load.done_at is not None:  # done once: a later rewind (`da replay`) does not undo it
+        rows = [replace(r, done=True, partitions_done=r.partitions, marked=True) for r in rows]
     finished = all(r.done for r in rows) and load.sent_at is not None
     share = got_total / need_total if need_total else 0.0
     percent = 100 if finished else min(99, math.floor(100 * share))

@@ -4,6 +4,7 @@ only when every stage is done, and the load's stages come from the registry."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cli.load_model import LoadGraph, crossed, graph, progress
@@ -89,6 +90,10 @@ def test_a_load_is_done_only_when_every_stage_is_at_its_marks() -> None:
     samples["dep.b"] = sample("dep.b", True, sink=(700, 700), rolled=(10, 10))
     done = progress(G, load, marks, samples, set(), T0 + timedelta(seconds=41))
     assert done.done and done.percent == 100 and done.to_json()["done"] is True
+    # Once recorded done, a stage re-reading its input (a replay) does not undo it.
+    rewound = samples | {"dep.b": sample("dep.b", True, sink=(0, 700), rolled=(0, 10))}
+    kept = replace(load, done_at=T0 + timedelta(seconds=42))
+    assert progress(G, kept, marks, rewound, set(), T0 + timedelta(seconds=50)).done
     # Not before the file is sent, whatever the stages have read; until then what has arrived
     # is scaled by the share sent (the stages have read all of 40 %).
     unsent = Load(2, "big.csv", 1000, 400, T0, None, None, ends(**{"in": 0}))
