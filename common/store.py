@@ -99,12 +99,15 @@ class StoreProcessor(Generic[E]):
         max_message_bytes: int = DEFAULT_MAX_BYTES,
         on_commit: Callable[[float], None] | None = None,
         tick_interval_s: float = TICK_INTERVAL_S,
+        relay_after_batches: bool = True,
     ) -> None:
         self.stage = stage
         self.max_bytes = max_message_bytes
         # Messages to dead-letter without decoding them (quarantined by ``common.guard``).
         self.condemned: dict[MessageId, InvalidEvent] = {}
         self.after_commit = after_commit
+        # False: only ticks write to the outbox, so only ticks run ``after_commit``.
+        self.relay_after_batches = relay_after_batches
         self.on_commit = on_commit  # told how long each batch's database transaction took
         self.group_id = group_id
         self.handler = handler
@@ -276,7 +279,7 @@ class StoreProcessor(Generic[E]):
         # Step 4
         self._commit_to_kafka(consumer, next_offsets(batch))
         # Step 5
-        if self.after_commit is not None:
+        if self.after_commit is not None and self.relay_after_batches:
             try:
                 self.after_commit(self._db())
             except Exception as exc:

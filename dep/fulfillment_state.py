@@ -256,4 +256,5 @@ SPEC = DepSpec(
     outbox=True,
     # Alerts are counted by whoever subscribes (a pager): relayed exactly once.
     outbox_exactly_once=True,
+    outbox_from_batches=False,  # only its timer emits
 )
