@@ -142,6 +142,10 @@ class OffsetsInDatabase:
         self._kafka_commit_due = 0.0
         # When each held partition was last applied to its end (``common.ticks``: ``read_to``).
         self.read_to: dict[Partition, datetime] = {}
+        # The group's consumer, from the last rebalance: its cached partition ends, for timers
+        # (a restarted DEP with nothing left to read fetches nothing, so no batch or idle turn
+        # would note that it is at the end).
+        self.consumer: Consumer | None = None
 
     def _db(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
@@ -167,6 +171,7 @@ class OffsetsInDatabase:
         rebalance then waits here, retrying, because starting anywhere else would be wrong. (If
         that outlasts max.poll.interval.ms the group moves on without us; the compare-and-set
         keeps whatever we do afterwards from applying anything twice.)"""
+        self.consumer = consumer
         if not partitions:
             # A cooperative rebalance tells every member "nothing new" in each round: there is
             # no offset to read, and waiting on a database that is down would only hold up the
@@ -212,7 +217,7 @@ class OffsetsInDatabase:
             and tp.offset > (self.offsets.stored[(tp.topic, tp.partition)] or 0)
         ]
         if not moved:
-            self._note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
+            self.note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
             self._commit_to_kafka(consumer, [], now=True)  # what step 4 held back
             return
         conn = self._db()
@@ -230,10 +235,10 @@ class OffsetsInDatabase:
                 self._drop_connection_if_broken()
             raise
         self.offsets.committed(moved)
-        self._note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
+        self.note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
         self._commit_to_kafka(consumer, moved, now=True)
 
-    def _note_read_to(self, consumer: Consumer, keys: list[Partition]) -> None:
+    def note_read_to(self, consumer: Consumer, keys: list[Partition]) -> None:
         """Partitions whose stored offset is at most one short of the end the consumer last
         heard of (that one: a transaction's commit marker) were read to their end just now. The
         cached end costs no broker round trip; a partition whose end is unknown is not marked."""

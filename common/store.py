@@ -163,7 +163,7 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
         if self.on_commit is not None:
             self.on_commit(time.monotonic() - started)
         if self._timers is not None:
-            self._note_read_to(consumer, list(first_offsets(batch)))
+            self.note_read_to(consumer, list(first_offsets(batch)))
         # Step 4
         self._commit_to_kafka(consumer, next_offsets(batch))
         # Step 5
@@ -244,6 +244,8 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
                     cur = conn.cursor()
                     mine = still_owned(cur, self.group_id, self.offsets.stored, owned)
                     if mine:
+                        if self.consumer is not None:
+                            self.note_read_to(self.consumer, sorted(mine))
                         read_to = {k: t for k, t in self.read_to.items() if k in mine}
                         self._timers.tick(now, mine, read_to, cur)
             if self.after_commit is not None:

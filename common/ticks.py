@@ -12,9 +12,11 @@ partition for a moment during a rebalance, and their transactions then take turn
 
 A timer that judges "nothing new arrived" (a wait past its limit) must not fire while what would
 end the wait is still unread in the input: ``read_to`` gives, for each partition handed to the
-tick, the wall-clock time at which this instance had last applied everything the partition held
-(at most one offset unread: the commit marker that ends every transaction of a transactional
-writer). A partition with a backlog, as during an initial load, keeps its older time.
+tick, the wall-clock time at which its stored offset was last seen at the partition's end as the
+consumer knows it (at most one offset short: the commit marker that ends every transaction of a
+transactional writer), after a batch, an idle turn or before a tick: everything it held was
+applied then, by this instance or, before a restart, another. A partition with a backlog, as
+during an initial load, keeps its older time.
 """
 
 from __future__ import annotations
