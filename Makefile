@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DA := $(VENV)/bin/da
 
-.PHONY: help deps lint test unit integration e2e cluster demo demo-stop bench chaos fuzz clean
+.PHONY: help deps lint test unit integration e2e cluster demo demo-stop bench chaos fuzz load-test clean
 
 help:
 	@echo "make demo   - local stack, topics, tables, GEP+demux+DEP processes, sample replay, live state"
@@ -15,6 +15,7 @@ help:
 	@echo "make chaos  - CHAOS_EVENTS (100,000) through kills, scaling, broker and database restarts, poison"
 	@echo "make fuzz   - nasty and random adversarial messages through every stage (FUZZ_MINUTES=20)"
 	@echo "make cluster - the pipeline on a 3-broker cluster through broker faults (docs/reliability.md)"
+	@echo "make load-test - a 100,000-event initial load beside live traffic (LOAD_EVENTS=N)"
 	@echo "make lint | unit | integration | e2e | clean"
 
 # -W: setuptools' notice about editable installs ("Please be careful with folders ...") is
@@ -75,6 +76,12 @@ chaos: deps
 FUZZ_MINUTES ?= 20
 fuzz: deps
 	$(PY) -m tests.e2e.fuzz --minutes $(FUZZ_MINUTES) --record docs/reliability.md
+
+# The initial-load test at full size (the default suite loads 20,000 events); its figures go
+# into docs/reliability.md by hand.
+LOAD_EVENTS ?= 100000
+load-test: deps
+	DA_TEST_LOAD_EVENTS=$(LOAD_EVENTS) $(PY) -m pytest tests/e2e/test_initial_load.py -s -q
 
 # A quick look: make bench BENCH_EVENTS=20000 BENCH_REPS=1 (recorded too; a short run weighs
 # start-up more, so compare its ratios, not its rates, with a full run's).

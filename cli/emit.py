@@ -30,6 +30,7 @@ from rich.progress import (
 
 from cli.emit_input import BadRow, CsvHeaderError, Message, csv_messages, is_jsonl, read_jsonl
 from common.kafka import check_kafka, make_admin, make_producer
+from common.settings import Settings
 from common.topics import Topics
 
 
@@ -94,26 +95,11 @@ def emit(
     The progress bar shows an ETA when the size is known (a file, or stdin redirected from one)."""
     from cli.main import load_settings
 
-    with _open_input(file) as (lines, jsonl, total):
-        try:
-            items = read_jsonl(lines) if jsonl else csv_messages(lines)
-        except CsvHeaderError as exc:
-            typer.echo(f"da emit: {file}: {exc}", err=True)
-            raise typer.Exit(2) from None
+    with open_input(file) as (lines, jsonl, total):
+        items = messages("da emit", file, lines, jsonl)
         settings = load_settings()
-        topic = Topics(settings.namespace).ingest
-        check_kafka(settings)
-        if (
-            topic_check
-            and topic not in make_admin(settings).list_topics(timeout=settings.io_timeout_s).topics
-        ):
-            typer.echo(
-                f"da emit: topic {topic} does not exist; create it (`da topics ensure`) "
-                "or pass --no-topic-check to let the broker decide",
-                err=True,
-            )
-            raise typer.Exit(2)
-        sender = _Sender(make_producer(settings), topic, verbose=verbose)
+        topic = ingest_topic("da emit", settings, check=topic_check)
+        sender = Sender(make_producer(settings), topic, verbose=verbose)
         started = time.monotonic()
         known = None if total is None else total - (not jsonl)
         interrupted = sender.run(items, Pacer(rate), total=known)
@@ -132,8 +118,36 @@ def emit(
         raise typer.Exit(1)
 
 
+def messages(
+    command: str, file: str, lines: Iterable[str], jsonl: bool
+) -> Iterator[Message | BadRow]:
+    """The input's messages; a CSV header without a required column ends the command (2)."""
+    try:
+        return read_jsonl(lines) if jsonl else csv_messages(lines)
+    except CsvHeaderError as exc:
+        typer.echo(f"{command}: {file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def ingest_topic(command: str, settings: Settings, *, check: bool) -> str:
+    """The ingest topic, once Kafka answers; with ``check``, refused (2) when it is missing."""
+    topic = Topics(settings.namespace).ingest
+    check_kafka(settings)
+    if (
+        check
+        and topic not in make_admin(settings).list_topics(timeout=settings.io_timeout_s).topics
+    ):
+        typer.echo(
+            f"{command}: topic {topic} does not exist; create it (`da topics ensure`) "
+            "or pass --no-topic-check to let the broker decide",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return topic
+
+
 @contextmanager
-def _open_input(file: str) -> Iterator[tuple[Iterable[str], bool, int | None]]:
+def open_input(file: str) -> Iterator[tuple[Iterable[str], bool, int | None]]:
     """The input's lines, whether they are JSON lines, and how many (None: unknown, a pipe)."""
     # surrogateescape: bytes that are not UTF-8 fail one row (in to_message), not the whole file.
     options: dict[str, Any] = {"encoding": "utf-8-sig", "errors": "surrogateescape", "newline": ""}
@@ -162,7 +176,7 @@ def _stdin_lines() -> int | None:
     return count
 
 
-class _Sender:
+class Sender:
     """Produces messages and counts what the broker acknowledges."""
 
     _MAX_REPORTED_FAILURES = 20

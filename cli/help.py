@@ -43,6 +43,7 @@ def root_help() -> str:
 
 EXAMPLES = {
     "emit": "da emit data/sample/fulfillments.csv --rate 500",
+    "load": "da load history.csv --window 2000   # then: da status",
     "fulfillments": "da fulfillments -o json",
     "replay": "da replay fulfillment-state --from 2026-11-01T00:00:00Z   # the DEP stopped",
     "parked": "da parked",

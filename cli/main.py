@@ -74,6 +74,7 @@ def _register() -> None:
         dlq,
         emit,
         learning,
+        load,
         replay,
         sample,
         schemas,
@@ -89,6 +90,7 @@ def _register() -> None:
     stack_commands.register(app)
     emit.register(app)
     sample.register(app)
+    load.register(app)
     stages.register(app)
     show.register(app)
     dlq.register(app)

@@ -74,6 +74,7 @@ def run_stage(stage: Stage) -> None:
         stop,
         outbox_owner=owner,
         outbox_exactly_once=stage.dep.outbox_exactly_once,
+        outbox_from_batches=stage.dep.outbox_from_batches,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.load_status import load_json
 from cli.output import Column, Format, OutputOption, Report, Table
 from cli.output import render as render_output
 from common.settings import Settings, state_dir
@@ -84,6 +85,7 @@ def report(reader: Reader, interval_s: float, history_path: Path) -> dict[str, A
     return {
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "stages": found,
+        "initial_load": load_json(reader, now),
         "exit": overall_exit([r["verdict"] for r in found]),
     }
 
@@ -103,6 +105,8 @@ def render(result: dict[str, Any], partitions: bool) -> str:
     head = f"{'STAGE':<20} {'VERDICT':<12} {'INST':>4} {'PROCESSED':>11} {'OUTSTANDING':>11} "
     head += f"{'BEHIND':>8} {'RATE/s':>8} {'ETA':>7} {'DLQ':>6} {'PARKED':>6}  LAST COMMIT"
     lines = [head]
+    if result.get("initial_load"):
+        lines.insert(0, result["initial_load"]["summary"])
     for r in result["stages"]:
         dlq = sum(r["dead_letters"].values())
         lines.append(

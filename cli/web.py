@@ -18,6 +18,7 @@ def web() -> None:
     replayed history); a wait past DA_WAIT_SLA_S gets a badge."""
     import uvicorn
 
+    from cli.load_status import load_json
     from cli.main import load_settings
     from dep.lifecycle import Lifecycle
     from dep.ous_lifecycle import LIFECYCLE
@@ -25,7 +26,7 @@ def web() -> None:
 
     settings = load_settings()
     check_kafka(settings)
-    api = create_app(settings, list(Lifecycle.load(LIFECYCLE).states))
+    api = create_app(settings, list(Lifecycle.load(LIFECYCLE).states), initial_load=load_json)
     hub = api.state.hub
 
     class Server(uvicorn.Server):

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from common import guard, outbox, parking
+from common import guard, loads, outbox, parking
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,11 @@ CREATE TABLE IF NOT EXISTS da_offsets (
     PRIMARY KEY (consumer_group, topic, partition)
 );
 """
-# The generic tables any DEP may use: what it emits, what waits.
+# The generic tables any DEP may use: what it emits, what waits. (In every database: a DEP keeps
+# them beside its own.)
 CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL + guard.TABLE_SQL
+# What no DEP owns, in the shared database only: the initial loads (``da load``).
+SHARED_SQL = loads.TABLE_SQL
 
 
 def connect(
@@ -80,11 +83,12 @@ def migrate(settings: Settings, migrations: list[Migration]) -> list[str]:
         by_url[settings.database_url_for(m.owner)].append(m)
     applied: list[str] = []
     for url, owned in by_url.items():
-        applied += _migrate_one(replace(settings, database_url=url), owned)
+        shared = url == settings.database_url
+        applied += _migrate_one(replace(settings, database_url=url), owned, shared)
     return applied
 
 
-def _migrate_one(settings: Settings, migrations: list[Migration]) -> list[str]:
+def _migrate_one(settings: Settings, migrations: list[Migration], shared: bool) -> list[str]:
     applied: list[str] = []
     with connect(settings, autocommit=True) as conn:
         conn.execute(
@@ -94,7 +98,7 @@ def _migrate_one(settings: Settings, migrations: list[Migration]) -> list[str]:
         )
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(CORE_SQL)
+            conn.execute(CORE_SQL + SHARED_SQL if shared else CORE_SQL)
             done = {r[0] for r in conn.execute("SELECT name FROM da_migrations")}
             for m in migrations:
                 if m.name in done:

@@ -84,10 +84,12 @@ def run_store(
     *,
     outbox_owner: str | None = None,
     outbox_exactly_once: bool = False,
+    outbox_from_batches: bool = True,
     **limits: Any,
 ) -> RunStats:
     """``outbox_owner``: the handler writes to the outbox under this name; relay it (exactly
-    once: ``outbox_exactly_once``, see ``common.outbox``). Everything it keeps (tables, offsets,
+    once: ``outbox_exactly_once``, see ``common.outbox``) after every batch, or only after its
+    timers' ticks when ``outbox_from_batches`` is False. Everything it keeps (tables, offsets,
     outbox, parked and in-flight rows) is in the DEP's database."""
     settings = settings.for_dep(stage.removeprefix(DEP_PREFIX))
     check_kafka(settings)
@@ -118,6 +120,7 @@ def run_store(
         after_commit=None if relay is None else relay.relay,
         max_message_bytes=settings.max_message_bytes,
         on_commit=observer.committed,
+        relay_after_batches=outbox_from_batches,
     )
     stats = _consume(settings, stage, group, processor, inputs, stop, observer, limits)
     log.info(

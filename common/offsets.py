@@ -8,7 +8,8 @@ offset moved (``OffsetConflict``) and rolls its batch back.
 ``OffsetsInDatabase`` is the part of the store processor (``common.store``) that the group's
 rebalances and the run loop's idle turns call: each partition starts from its stored offset
 (from the beginning of the topic when none is stored), and Kafka is told the offsets too, at
-most once a second, only for lag tools. It owns the processor's database connection.
+most once a second, only for lag tools. It owns the processor's database connection, and notes
+when each partition was last read to its end (``read_to``, what ``common.ticks`` hands a timer).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -138,6 +140,12 @@ class OffsetsInDatabase:
         # Offsets committed to the database but not yet to Kafka (``_commit_to_kafka``).
         self._unsent: dict[Partition, int] = {}
         self._kafka_commit_due = 0.0
+        # When each held partition was last applied to its end (``common.ticks``: ``read_to``).
+        self.read_to: dict[Partition, datetime] = {}
+        # The group's consumer, from the last rebalance: its cached partition ends, for timers
+        # (a restarted DEP with nothing left to read fetches nothing, so no batch or idle turn
+        # would note that it is at the end).
+        self.consumer: Consumer | None = None
 
     def _db(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
@@ -163,6 +171,7 @@ class OffsetsInDatabase:
         rebalance then waits here, retrying, because starting anywhere else would be wrong. (If
         that outlasts max.poll.interval.ms the group moves on without us; the compare-and-set
         keeps whatever we do afterwards from applying anything twice.)"""
+        self.consumer = consumer
         if not partitions:
             # A cooperative rebalance tells every member "nothing new" in each round: there is
             # no offset to read, and waiting on a database that is down would only hold up the
@@ -195,6 +204,7 @@ class OffsetsInDatabase:
     def revoked(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self.offsets.stored.pop((p.topic, p.partition), None)
+            self.read_to.pop((p.topic, p.partition), None)
             self._unsent.pop((p.topic, p.partition), None)  # the new owner commits its own
 
     def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
@@ -207,6 +217,7 @@ class OffsetsInDatabase:
             and tp.offset > (self.offsets.stored[(tp.topic, tp.partition)] or 0)
         ]
         if not moved:
+            self.note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
             self._commit_to_kafka(consumer, [], now=True)  # what step 4 held back
             return
         conn = self._db()
@@ -224,7 +235,24 @@ class OffsetsInDatabase:
                 self._drop_connection_if_broken()
             raise
         self.offsets.committed(moved)
+        self.note_read_to(consumer, [(tp.topic, tp.partition) for tp in positions])
         self._commit_to_kafka(consumer, moved, now=True)
+
+    def note_read_to(self, consumer: Consumer, keys: list[Partition]) -> None:
+        """Partitions whose stored offset is at most one short of the end the consumer last
+        heard of (that one: a transaction's commit marker) were read to their end just now. The
+        cached end costs no broker round trip; a partition whose end is unknown is not marked."""
+        now = datetime.now(UTC)
+        for key in keys:
+            stored = self.offsets.stored.get(key)
+            if stored is None:
+                continue
+            try:
+                ends = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except Exception:  # not fetched yet: unknown, so not read to the end
+                continue
+            if 0 <= ends[1] <= stored + 1:
+                self.read_to[key] = now
 
     def _commit_to_kafka(
         self, consumer: Consumer, offsets: list[TopicPartition], *, now: bool = False

@@ -228,7 +228,9 @@ class Settings:
     )
     # A wait past it is late: the console's SLA badge, and ``fulfillment.wait_exceeded``.
     wait_sla_s: float = _setting(
-        900.0, "seconds a test taker may wait (in WAITING) before the wait is past its SLA"
+        900.0,
+        "seconds a test taker may wait (in WAITING) before the wait is past its SLA (the "
+        "console's badge; `fulfillment-state` emits `fulfillment.wait_exceeded`, once per visit)",
     )
     web_host: str = _setting("127.0.0.1", "address `da web` (the browser console) listens on")
     web_port: int = _setting(8088, "port `da web` listens on")

@@ -42,10 +42,11 @@ class Reader:
         for conn in self.conns.values():
             conn.close()
 
-    def db(self, stage: Stage) -> psycopg.Connection[tuple[object, ...]]:
-        """A connection to the database where the store stage keeps its state."""
-        dep = stage.short_name
-        url = self.settings.database_url_for(dep)
+    def db(self, stage: Stage | None = None) -> psycopg.Connection[tuple[object, ...]]:
+        """A connection to the database where the store stage keeps its state; without a stage,
+        to the shared database (what no DEP owns, such as the initial loads)."""
+        dep = stage.short_name if stage is not None else None
+        url = self.settings.database_url if dep is None else self.settings.database_url_for(dep)
         conn = self.conns.get(url)
         if conn is None or conn.closed or conn.broken:
             conn = self.conns[url] = db.connect(self.settings, autocommit=True, dep=dep)
@@ -102,6 +103,15 @@ class Reader:
                     )
                 )
         return parts
+
+    def topic_ends(self, topic: str) -> dict[tuple[str, int], int]:
+        """The end offset of every partition of ``topic``, read now from the broker."""
+        t = self.settings.io_timeout_s
+        info = self.consumer.list_topics(topic, timeout=t).topics.get(topic)
+        return {
+            (topic, p): self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=t)[1]
+            for p in sorted(getattr(info, "partitions", {}) or {})
+        }
 
     def details(
         self, stage: Stage, sample: StageSample, letters: Iterable[Letter] | None = None

@@ -103,12 +103,15 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
         max_message_bytes: int = DEFAULT_MAX_BYTES,
         on_commit: Callable[[float], None] | None = None,
         tick_interval_s: float = TICK_INTERVAL_S,
+        relay_after_batches: bool = True,
     ) -> None:
         self.stage = stage
         self.max_bytes = max_message_bytes
         # Messages to dead-letter without decoding them (quarantined by ``common.guard``).
         self.condemned: dict[MessageId, InvalidEvent] = {}
         self.after_commit = after_commit
+        # False: only ticks write to the outbox, so only ticks run ``after_commit``.
+        self.relay_after_batches = relay_after_batches
         self.on_commit = on_commit  # told how long each batch's database transaction took
         prepare = handler.prepare if isinstance(handler, Prepares) else None
         super().__init__(group_id, connect, stop, prepare)
@@ -159,10 +162,12 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
             self.condemned.pop(message_id(msg), None)
         if self.on_commit is not None:
             self.on_commit(time.monotonic() - started)
+        if self._timers is not None:
+            self.note_read_to(consumer, list(first_offsets(batch)))
         # Step 4
         self._commit_to_kafka(consumer, next_offsets(batch))
         # Step 5
-        if self.after_commit is not None:
+        if self.after_commit is not None and self.relay_after_batches:
             try:
                 self.after_commit(self._db())
             except Exception as exc:
@@ -239,7 +244,10 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
                     cur = conn.cursor()
                     mine = still_owned(cur, self.group_id, self.offsets.stored, owned)
                     if mine:
-                        self._timers.tick(now, mine, cur)
+                        if self.consumer is not None:
+                            self.note_read_to(self.consumer, sorted(mine))
+                        read_to = {k: t for k, t in self.read_to.items() if k in mine}
+                        self._timers.tick(now, mine, read_to, cur)
             if self.after_commit is not None:
                 self.after_commit(self._db())
         except Exception as exc:

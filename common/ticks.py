@@ -9,11 +9,20 @@ writes, outbox rows included, commits with that transaction or not at all; the o
 after it, so what a timer emits leaves on time on an idle pipeline. A tick's writes must be
 idempotent in the database (delete what fired, or mark it): two instances may both own a
 partition for a moment during a rebalance, and their transactions then take turns on the rows.
+
+A timer that judges "nothing new arrived" (a wait past its limit) must not fire while what would
+end the wait is still unread in the input: ``read_to`` gives, for each partition handed to the
+tick, the wall-clock time at which its stored offset was last seen at the partition's end as the
+consumer knows it (at most one offset short: the commit marker that ends every transaction of a
+transactional writer), after a batch, an idle turn or before a tick: everything it held was
+applied then, by this instance or, before a restart, another. A partition with a backlog, as
+during an initial load, keeps its older time.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -21,15 +30,17 @@ import psycopg
 
 Cursor = psycopg.Cursor[tuple[object, ...]]
 Owned = frozenset[tuple[str, int]]
+ReadTo = Mapping[tuple[str, int], datetime]
 TICK_INTERVAL_S = 1.0
 
 
 @runtime_checkable
 class TickHandler(Protocol):
     """A store DEP with timers. ``owned``: (topic, partition)s this instance owns; ``cur`` is in
-    a transaction the handler does not own: it never commits and never touches Kafka."""
+    a transaction the handler does not own: it never commits and never touches Kafka.
+    ``read_to``: when each of ``owned`` was last read to its end (absent: not yet)."""
 
-    def tick(self, now: datetime, owned: Owned, cur: Cursor) -> None: ...
+    def tick(self, now: datetime, owned: Owned, read_to: ReadTo, cur: Cursor) -> None: ...
 
 
 class Every:

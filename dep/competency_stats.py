@@ -27,7 +27,7 @@ from common.outbox import Outbox
 from common.runloop import Message
 from common.settings import Settings
 from common.store import Cursor
-from common.ticks import Owned
+from common.ticks import Owned, ReadTo
 from common.topics import Topics
 from dep.spec import DepSpec
 
@@ -126,7 +126,7 @@ class CompetencyStats:
         scores += [UsageEvent.decode(self.codec, bytes(p.value)) for p in released]
         self._apply(scores, cur)
 
-    def tick(self, now: datetime, owned: Owned, cur: Cursor) -> None:
+    def tick(self, now: datetime, owned: Owned, read_to: ReadTo, cur: Cursor) -> None:
         """Scores parked longer than the timeout become dead letters, on time even when nothing
         arrives (the parking is not per partition: any instance that owns a partition expires,
         and each parked row is deleted by one transaction only)."""

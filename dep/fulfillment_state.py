@@ -8,6 +8,11 @@ come after the last one applied (in event time) are applied on top of its curren
 that got a late event is recomputed from all its stored trigger events. Both give what replaying
 every distinct event in event time gives, so the result is the same whatever order, and however
 many times, the events arrive.
+
+Its wall-clock timer (``tick``, ``dep.wait_timer``) emits ``fulfillment.wait_exceeded`` once per
+fulfillment and state visit for a wait past ``DA_WAIT_SLA_S``; it reads each fulfillment's input
+partition (``current_fulfillments.input_partition``) to judge the wait only by what that
+partition has delivered.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from common.events import FulfillmentEvent
 from common.runloop import Message
 from common.settings import Settings, SettingsError
 from common.store import Cursor
+from common.ticks import Owned, ReadTo
+from common.topics import Topics
 from dep.lifecycle import Entered, Left, Lifecycle, Progress
 from dep.spec import DepSpec
+from dep.wait_timer import NAME, WAIT_EXCEEDED, WaitTimer
 
 DEFAULT_LIFECYCLE = Path(__file__).with_name("fulfillment_states.toml")
 Trigger = tuple[str, str, datetime]  # event_id, event_type, created_at
@@ -37,20 +45,30 @@ _INCOMING = (
 )
 _UPSERT_CURRENT = """
 INSERT INTO current_fulfillments AS c (fulfillment_id, state, state_start_time, state_event_id,
-    last_event_at, last_event_id)
+    last_event_at, last_event_id, input_partition)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::timestamptz[],
-                     %b::text[])
+                     %b::text[], %b::int[])
 ON CONFLICT (fulfillment_id) DO UPDATE SET
     state = EXCLUDED.state, state_start_time = EXCLUDED.state_start_time,
     state_event_id = EXCLUDED.state_event_id, last_event_at = EXCLUDED.last_event_at,
     last_event_id = EXCLUDED.last_event_id,
+    input_partition = coalesce(EXCLUDED.input_partition, c.input_partition),
     updated_at = CASE WHEN (c.state, c.state_start_time, c.state_event_id)
         IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.state_start_time, EXCLUDED.state_event_id)
         THEN now() ELSE c.updated_at END
-WHERE (c.state, c.state_start_time, c.state_event_id, c.last_event_at, c.last_event_id)
+WHERE (c.state, c.state_start_time, c.state_event_id, c.last_event_at, c.last_event_id,
+       c.input_partition)
     IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.state_start_time, EXCLUDED.state_event_id,
-                      EXCLUDED.last_event_at, EXCLUDED.last_event_id)
+                      EXCLUDED.last_event_at, EXCLUDED.last_event_id,
+                      coalesce(EXCLUDED.input_partition, c.input_partition))
 """
+
+
+class Arrived(msgspec.Struct, frozen=True):
+    """A fulfillment DE and the input partition it came on (what the wait timer reads by)."""
+
+    event: FulfillmentEvent
+    partition: int
 
 
 def catch_up(
@@ -68,10 +86,25 @@ def catch_up(
 
 
 class FulfillmentState:
-    def __init__(self, codec: Codec, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        codec: Codec,
+        lifecycle: Lifecycle,
+        topics: Topics | None = None,
+        wait_sla_s: float = 900.0,
+        max_hops: int = 4,
+    ) -> None:
         self.codec = codec
         self.lifecycle = lifecycle
         self.trigger_types = sorted(lifecycle.triggers)
+        topics = topics or Topics()
+        self.timer = WaitTimer(
+            codec,
+            topics.sink_bucket("demux", "fulfillment"),
+            topics.sink("dep", WAIT_EXCEEDED),
+            wait_sla_s,
+            max_hops,
+        )
         self._prepared: weakref.WeakSet[object] = weakref.WeakSet()
         self._json = msgspec.json.Encoder()
 
@@ -79,13 +112,18 @@ class FulfillmentState:
         cur.execute(_INCOMING)
         self._prepared.add(cur.connection)
 
-    def decode(self, msg: Message) -> FulfillmentEvent:
-        return FulfillmentEvent.decode(self.codec, msg.value())
+    def decode(self, msg: Message) -> Arrived:
+        return Arrived(FulfillmentEvent.decode(self.codec, msg.value()), msg.partition() or 0)
 
-    def handle(self, events: Sequence[FulfillmentEvent], cur: Cursor) -> None:
+    def tick(self, now: datetime, owned: Owned, read_to: ReadTo, cur: Cursor) -> None:
+        self.timer.tick(now, owned, read_to, cur)
+
+    def handle(self, events: Sequence[Arrived], cur: Cursor) -> None:
         distinct: dict[str, FulfillmentEvent] = {}
-        for e in events:
-            distinct.setdefault(e.event_id, e)
+        partitions: dict[str, int] = {}
+        for a in events:
+            distinct.setdefault(a.event.event_id, a.event)
+            partitions[a.event.fulfillment_id] = a.partition
         if cur.connection not in self._prepared:
             cur.execute(_INCOMING)  # run by a caller that does not prepare connections
         # Rows left by an earlier call in this transaction (events handled one by one) are
@@ -120,9 +158,11 @@ class FulfillmentState:
                     (added.event_id, added.event_type, added.occurred_at)
                 )
         if new:
-            self._apply(new, cur)
+            self._apply(new, partitions, cur)
 
-    def _apply(self, new: dict[str, list[Trigger]], cur: Cursor) -> None:
+    def _apply(
+        self, new: dict[str, list[Trigger]], partitions: dict[str, int], cur: Cursor
+    ) -> None:
         """Each fulfillment's new trigger events on top of where it stood, or, for one that got
         a late event (or has no recorded progress), its whole stored history replayed."""
         ids = sorted(new)
@@ -155,7 +195,7 @@ class FulfillmentState:
                 done[fid] = result
         if replay:
             done |= self._replay(replay, cur)
-        self._write(done, cur)
+        self._write(done, partitions, cur)
 
     def _replay(
         self, fulfillment_ids: list[str], cur: Cursor
@@ -174,7 +214,12 @@ class FulfillmentState:
         )
         return {fid: self.lifecycle.from_scratch(evs) for fid, evs in by_entity.items()}
 
-    def _write(self, done: dict[str, tuple[Progress | None, list[Left]]], cur: Cursor) -> None:
+    def _write(
+        self,
+        done: dict[str, tuple[Progress | None, list[Left]]],
+        partitions: dict[str, int],
+        cur: Cursor,
+    ) -> None:
         with cur.copy(
             "COPY fulfillments_history (fulfillment_id, state, time_in_state, "
             "entered_at, left_at, entered_event_id, left_event_id) FROM STDIN"
@@ -193,7 +238,15 @@ class FulfillmentState:
                         )
                     )
         rows = [
-            (fid, p.current.state, p.current.at, p.current.event_id, p.last_at, p.last_event_id)
+            (
+                fid,
+                p.current.state,
+                p.current.at,
+                p.current.event_id,
+                p.last_at,
+                p.last_event_id,
+                partitions.get(fid),
+            )
             for fid, (p, _) in sorted(done.items())
             if p is not None and p.current is not None
         ]
@@ -203,7 +256,7 @@ class FulfillmentState:
 
 def build(settings: Settings, codec: Codec) -> FulfillmentState:
     if not settings.fulfillment_lifecycle:
-        return FulfillmentState(codec, Lifecycle.load(DEFAULT_LIFECYCLE))
+        return _build(settings, codec, Lifecycle.load(DEFAULT_LIFECYCLE))
     path = Path(settings.fulfillment_lifecycle)
     try:
         lifecycle = Lifecycle.load(path)
@@ -216,15 +269,28 @@ def build(settings: Settings, codec: Codec) -> FulfillmentState:
             f"DA_FULFILLMENT_LIFECYCLE={path}: fulfillment-state computes in event time; "
             'set order = "event_time"'
         )
-    return FulfillmentState(codec, lifecycle)
+    return _build(settings, codec, lifecycle)
+
+
+def _build(settings: Settings, codec: Codec, lifecycle: Lifecycle) -> FulfillmentState:
+    topics = Topics(settings.namespace)
+    return FulfillmentState(codec, lifecycle, topics, settings.wait_sla_s, settings.max_hops)
 
 
 SPEC = DepSpec(
-    name="fulfillment-state",
+    name=NAME,
     description="Proctoring fulfillments: current state and time spent in each state",
     inputs=(("demux", "fulfillment"),),
+    # Not fulfillment_wait_alerts: what was alerted stays alerted across `da replay --rebuild`,
+    # so a rebuild does not alert a visit twice.
     tables=("events", "current_fulfillments", "fulfillments_history"),
     migrations=Path(__file__).parent / "migrations" / "fulfillment_state",
     input_schemas=("de/fulfillment",),
     build=build,
+    emits=(("dep", "fulfillment"),),
+    emits_schema="de/fulfillment",
+    outbox=True,
+    # Alerts are counted by whoever subscribes (a pager): relayed exactly once.
+    outbox_exactly_once=True,
+    outbox_from_batches=False,  # only its timer emits
 )

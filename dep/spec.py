@@ -33,6 +33,9 @@ class DepSpec:
     # Relay the outbox exactly once (a Kafka transaction per batch, ``common.outbox``): for what
     # a reader counts, such as answers and broadcasts.
     outbox_exactly_once: bool = False
+    # Whether its batches write to the outbox; False: only its timers do (``tick``), and the
+    # relay runs after ticks only, saving a database round trip per batch.
+    outbox_from_batches: bool = True
     # Stages whose dead-letter topics it consumes too (a DEP that keeps the errors table).
     dead_letters_of: tuple[str, ...] = ()
     # Selector globs it subscribes to (``common.workflow``): other messages are skipped undecoded.

@@ -121,6 +121,11 @@ class FakeConsumer:
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t, p in sorted(self.assigned)]
 
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]:
+        return 0, len(self.log.get((partition.topic, partition.partition), []))
+
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         self._changed = True
         for tp in partitions:

@@ -199,7 +199,7 @@ def test_a_parked_score_is_dead_lettered_after_the_timeout_via_kafka(migrated: S
     assert isinstance(handler, TickHandler)
     for _ in range(2):  # the timer, with no input: the old one expires, once
         with db.connect(migrated) as conn, conn.transaction():
-            handler.tick(datetime.now(UTC), frozenset({("t", 0)}), conn.cursor())
+            handler.tick(datetime.now(UTC), frozenset({("t", 0)}), {}, conn.cursor())
     assert rows(migrated, "SELECT waiting_for FROM da_parked") == [("later",)]
     producer = make_producer(migrated)
     with db.connect(migrated) as conn:

@@ -23,7 +23,7 @@ from common.settings import Settings
 from common.store import Cursor, StoreProcessor
 from common.topics import Topics
 from dep import registry
-from dep.fulfillment_state import DEFAULT_LIFECYCLE, FulfillmentState
+from dep.fulfillment_state import DEFAULT_LIFECYCLE, Arrived, FulfillmentState
 from dep.lifecycle import Lifecycle
 from tests.fakes import FakeConsumer, FakeMessage
 from tests.kafka_read import read_topic
@@ -112,7 +112,7 @@ class KillsItsConnection(FulfillmentState):
         self.settings = settings
         self.kills = kills
 
-    def handle(self, events: Sequence[FulfillmentEvent], cur: Cursor) -> None:
+    def handle(self, events: Sequence[Arrived], cur: Cursor) -> None:
         super().handle(events, cur)
         if self.kills:
             self.kills -= 1

@@ -15,7 +15,7 @@ from common.outbox import Outbox, OutboxMessage, OutboxRelay
 from common.runloop import Message, Stopper
 from common.settings import Settings
 from common.store import Cursor, StoreProcessor
-from common.ticks import Owned
+from common.ticks import Owned, ReadTo
 from common.topics import Topics
 from dep import registry
 from tests.fakes import FakeConsumer, FakeMessage
@@ -28,6 +28,7 @@ class Timers:
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.ticks: list[Owned] = []
+        self.read_to: list[set[tuple[str, int]]] = []
         self.outbox = Outbox("timers")
 
     def decode(self, msg: Message) -> bytes:
@@ -36,8 +37,9 @@ class Timers:
     def handle(self, events: Sequence[bytes], cur: Cursor) -> None:
         pass
 
-    def tick(self, now: datetime, owned: Owned, cur: Cursor) -> None:
+    def tick(self, now: datetime, owned: Owned, read_to: ReadTo, cur: Cursor) -> None:
         self.ticks.append(owned)
+        self.read_to.append(set(read_to))
         self.outbox.add(cur, [OutboxMessage(self.topic, None, f"tick {len(self.ticks)}".encode())])
 
 
@@ -73,6 +75,8 @@ def test_timers_run_for_the_partitions_still_owned_and_relay_at_once(settings: S
     proc.tick(now, both)
     proc.tick(now, both)  # within the interval: nothing
     assert timers.ticks == [both]
+    # p0's one message is applied: read to its end; p1 was never read
+    assert timers.read_to == [{("de", 0)}]
     assert [m.value() for m in read_topic(settings, out, expect=1, linger_s=0.5)] == [b"tick 1"]
     with db.connect(settings) as conn:
         assert conn.execute("SELECT count(*) FROM da_outbox").fetchall() == [(0,)]
@@ -88,4 +92,7 @@ def test_timers_run_for_the_partitions_still_owned_and_relay_at_once(settings: S
     proc.tick(now, both)
     proc.tick(now, frozenset())  # owns nothing: no timer runs
     assert timers.ticks == [both, frozenset({("de", 0)})]
+    # p0's stored offset is past its end: all it holds is applied, though this instance read
+    # none of it (as after a restart with nothing left to read); p1 is not its own.
+    assert timers.read_to[1] == {("de", 0)}
     proc.close()
