@@ -14,8 +14,12 @@ message again and dies again, and nothing behind it flows. The guard remembers, 
    but a clean stop or a revocation clears the count, so that a rewind (``da replay``) to a
    batch that once committed is not taken for a crash;
 3. when a partition resumes at the first offset of its record and the record counts attempts,
-   the process died with that range in flight: the range is suspect, and is handled one
-   message at a time (the rest of the batch is rewound), each message counting its own attempts;
+   the process died with that range in flight. After one such death the range is retried as a
+   batch: most deaths are not the message's doing (a SIGKILL on a rollout, a stage exiting
+   because its Kafka client wedged while the broker restarted), and one message at a time costs
+   a poll each, minutes for a big batch. After ``NARROW_AFTER`` deaths in a row the range is
+   suspect and handled one message at a time (the rest of the batch is rewound), each message
+   counting its own attempts;
 4. a message whose previous ``max_crashes`` attempts all died is not handed to its handler: the
    processor dead-letters it as ``quarantined`` with what is known, and the stage goes on.
 
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 REASON = "quarantined"
 CRASH_EXIT = 70  # the status of the test hook's hard exit
 RETRY_DB_AFTER_S = 30.0
+NARROW_AFTER = 2  # deaths in a row with one range in flight before it is taken one at a time
 
 TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS da_inflight (
@@ -109,6 +114,7 @@ class Guarded:
         # Per partition: its record as last read or written; absent: not read since assigned.
         self._known: dict[tuple[str, int], InFlight | None] = {}
         self._suspect: dict[tuple[str, int], InFlight] = {}
+        self._retry: dict[tuple[str, int], InFlight] = {}  # died once: retried as a batch
         self._clean: set[tuple[str, int]] = set()  # last batch committed
         self.quarantined = 0
 
@@ -121,6 +127,7 @@ class Guarded:
         for tp in gone:
             self._known.pop(tp, None)
             self._suspect.pop(tp, None)
+            self._retry.pop(tp, None)
         self.inner.revoked(partitions)
 
     def idle(self, consumer: Consumer, positions: list[TopicPartition]) -> None:
@@ -200,7 +207,19 @@ class Guarded:
         for tp in unknown:
             rec = records.get(tp)
             self._known[tp] = rec
-            if rec is not None and rec.attempts > 0 and rec.first == firsts[tp]:
+            if rec is None or rec.attempts <= 0 or rec.first != firsts[tp]:
+                continue
+            if rec.attempts < NARROW_AFTER:
+                log.warning(
+                    "%s[%d]: the stage died with offsets %d..%d in flight; retrying them as a "
+                    "batch (one at a time if it dies again)",
+                    tp[0],
+                    tp[1],
+                    rec.first,
+                    rec.last,
+                )
+                self._retry[tp] = rec
+            else:
                 log.warning(
                     "%s[%d]: the stage died %d time(s) in a row with offsets %d..%d in flight; "
                     "taking them one at a time",
@@ -225,10 +244,17 @@ class Guarded:
         for tp, rec in span.items():
             known = self._known.get(tp)
             suspect = self._suspect.get(tp)
+            retry = self._retry.pop(tp, None)
             if suspect is not None:
                 rec.last = max(rec.last, suspect.last)
-            if known is not None and known.first == rec.first and suspect is not None:
+            if retry is not None and retry.first == rec.first:
+                rec.last = max(rec.last, retry.last)
+                rec.attempts, rec.error = retry.attempts + 1, retry.error
+            elif known is not None and known.first == rec.first and suspect is not None:
                 rec.attempts, rec.error = known.attempts + 1, known.error
+            elif suspect is not None:
+                # In flight, inside the range, at the deaths that made the range suspect.
+                rec.attempts = NARROW_AFTER
             else:
                 rec.attempts = 1
         if len(batch) == 1 and len(span) == 1:

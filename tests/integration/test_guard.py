@@ -28,6 +28,7 @@ class Recorder:
     condemned: dict[MessageId, InvalidEvent] = field(default_factory=dict)
     batches: list[list[int]] = field(default_factory=list)
     quarantined: list[int] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
 
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None: ...
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
@@ -40,8 +41,10 @@ class Recorder:
             raise self.fail.pop(0)
         self.batches.append([m.offset() or 0 for m in batch])
         for m in batch:
-            if self.condemned.pop(message_id(m), InvalidEvent("", "")).reason == REASON:
+            verdict = self.condemned.pop(message_id(m), InvalidEvent("", ""))
+            if verdict.reason == REASON:
                 self.quarantined.append(m.offset() or 0)
+                self.details.append(str(verdict))
 
 
 def guard(settings: Settings, inner: Recorder) -> Guarded:
@@ -64,16 +67,24 @@ def test_a_message_in_flight_at_every_death_is_quarantined(migrated: Settings) -
     with pytest.raises(RuntimeError):
         died.process(consumer, batch())  # the whole batch was in flight
     died.close()
-    for _ in range(3):  # restarted: offset 0 alone, and it dies again (a kill leaves no trace)
-        inner = Recorder()
-        g = guard(migrated, inner)
-        g._begin(g._narrow(consumer, batch()))
-        g.close()
-        assert inner.batches == []
+    # Restarted after one death: the whole batch once more (most deaths are not the message's
+    # doing), and it dies again (a kill leaves no trace).
+    g = guard(migrated, Recorder())
+    retried = g._narrow(consumer, batch())
+    assert [m.offset() for m in retried] == [0, 1, 2, 3]
+    g._begin(retried)
+    g.close()
+    # After two: offset 0 alone, and it dies again.
+    g = guard(migrated, Recorder())
+    alone = g._narrow(consumer, batch())
+    assert [m.offset() for m in alone] == [0]
+    g._begin(alone)
+    g.close()
     inner = Recorder()
     g = guard(migrated, inner)
     g.process(consumer, batch())
     assert inner.batches == [[0]] and inner.quarantined == [0]
+    assert "died 3 times" in inner.details[0]
     assert consumer.seeks[-1] == TopicPartition("in", 0, 1)  # the rest is read again
     g.process(consumer, batch()[1:])  # the rest of the range once in flight: one at a time
     g.process(consumer, batch()[2:])
@@ -85,6 +96,20 @@ def test_a_message_in_flight_at_every_death_is_quarantined(migrated: Settings) -
     g.process(consumer, batch())
     g.close()
     assert inner.batches == [[3], [0, 1, 2, 3]] and inner.quarantined == []
+
+
+def test_one_death_retries_the_range_as_a_batch(migrated: Settings) -> None:
+    # A stage killed once (a rollout, a wedged client's exit) is not crawled one at a time.
+    consumer = FakeConsumer({("in", 0): messages("in", [b"a", b"b", b"c", b"d"])})
+    died = guard(migrated, Recorder(fail=[RuntimeError("killed")]))
+    with pytest.raises(RuntimeError):
+        died.process(consumer, batch())
+    died.close()
+    inner = Recorder()
+    g = guard(migrated, inner)
+    g.process(consumer, batch())
+    g.close()
+    assert inner.batches == [[0, 1, 2, 3]] and inner.quarantined == []
 
 
 def test_a_transient_fault_or_a_tripped_limit_is_not_a_death(migrated: Settings) -> None:
