@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -102,11 +103,10 @@ def report(settings: Settings, limit: int) -> Report:
     with db.connect(settings, autocommit=True, dep=usage) as conn:
         if settings.database_url_for(catalog) != settings.database_url_for(usage):
             _copy_families(settings, conn)
-        if settings.database_url_for(stats) == settings.database_url_for(usage):
-            found = overview(conn, limit, parked=parked_count)
-        else:
-            with db.connect(settings, autocommit=True, dep=stats) as other:
-                found = overview(conn, limit, parked=parked_count, competencies_from=other)
+        # competency-stats may keep its tables in a database of its own.
+        apart = settings.database_url_for(stats) != settings.database_url_for(usage)
+        with db.connect(settings, autocommit=True, dep=stats) if apart else nullcontext() as other:
+            found = overview(conn, limit, parked=parked_count, competencies_from=other)
     return Report(
         [
             Table("students", _STUDENT_COLUMNS, found.students),

@@ -4,12 +4,14 @@ for the outputs to match an expectation."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,3 +152,21 @@ def wait_until_equal(check: Callable[[], list[str]], timeout_s: float = 120) -> 
     while (problems := check()) and time.monotonic() < deadline:
         time.sleep(1)
     return problems
+
+
+def status_rows(env: dict[str, str]) -> tuple[int, str, dict[str, dict[str, Any]]]:
+    """`da status` as JSON: its exit status, its stderr, and its rows by stage (none when it
+    printed nothing)."""
+    done = subprocess.run(
+        da("status", "--json", "--interval", "2"),
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if not done.stdout:
+        return done.returncode, done.stderr, {}
+    doc = json.loads(done.stdout.splitlines()[-1])
+    return done.returncode, done.stderr, {row["stage"]: row for row in doc["stages"]}

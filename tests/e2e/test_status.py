@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -18,25 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from cli.sample.fulfillments import generate, write_csv
-from tests.e2e.pipeline import REPO, Stages, da, prepare
+from tests.e2e.pipeline import REPO, Stages, da, prepare, status_rows
 
 DEP = "fulfillment-state"
 COMMANDS = {"gep": ["run", "gep"], "demux": ["run", "demux"], DEP: ["run", DEP]}
 
 
 def status(env: dict[str, str]) -> tuple[int, dict[str, dict[str, Any]]]:
-    done = subprocess.run(
-        da("status", "--json", "--interval", "2"),
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.stdout, done.stderr
-    doc = json.loads(done.stdout.splitlines()[-1])
-    return done.returncode, {row["stage"]: row for row in doc["stages"]}
+    code, err, rows = status_rows(env)
+    assert rows, err
+    return code, rows
 
 
 def until(what: str, check: Callable[[], bool], timeout_s: float = 180) -> None:

@@ -4,7 +4,6 @@ exits for the supervisor to restart it); ``da down`` stops them all."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -19,7 +18,7 @@ import pytest
 from cli.sample.fulfillments import generate, write_csv
 from cli.stack import kafka
 from common import stages
-from tests.e2e.pipeline import REPO, da
+from tests.e2e.pipeline import REPO, da, status_rows
 from tests.services import TEST_STACK_DIR, Services
 
 
@@ -30,18 +29,7 @@ def _free_port() -> int:
 
 
 def _status(env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    done = subprocess.run(
-        da("status", "--json", "--interval", "2"),
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if not done.stdout:
-        return {}
-    return {r["stage"]: r for r in json.loads(done.stdout.splitlines()[-1])["stages"]}
+    return status_rows(env)[2]
 
 
 def _all_ok(env: dict[str, str], fulfillment_events: int) -> bool:
