@@ -66,6 +66,18 @@ def second_database_url(services: Services) -> Iterator[str]:
         yield found
 
 
+@pytest.fixture
+def local_stack(services: Services) -> Services:
+    """The services, when they come from the local stack's launcher (a test that stops or
+    inspects that stack); with CI set anything else fails."""
+    if services.origin != "launcher":
+        reason = f"needs the local stack; the services come from the {services.origin}"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return services
+
+
 @pytest.fixture(scope="session")
 def schema_registry(services: Services) -> str:
     """The URL of a real Confluent-compatible schema registry."""

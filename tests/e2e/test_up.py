@@ -4,7 +4,6 @@ exits for the supervisor to restart it); ``da down`` stops them all."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -12,8 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from cli.sample.fulfillments import generate, write_csv
 from cli.stack import kafka
@@ -71,13 +68,8 @@ def _check_metrics(promtool: str, url: str) -> None:
 
 
 def test_every_stage_resumes_after_a_broker_restart_under_da_up(
-    services: Services, settings_env: dict[str, str], tmp_path: Path, promtool: str
+    local_stack: Services, settings_env: dict[str, str], tmp_path: Path, promtool: str
 ) -> None:
-    if services.origin != "launcher":
-        message = "restarting the broker needs the local launcher's stack"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
     env = {
         **settings_env,
         "DA_STATE_DIR": str(tmp_path / "state"),

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from cli.stack.control import stack_status
 from common import stages
 from common.kafka import ensure_topics, make_consumer
@@ -39,10 +37,8 @@ def _status(cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_stack_status_from_a_subfolder_sees_the_checkout_stack(
-    services: Services, tmp_path: Path
+    local_stack: Services, tmp_path: Path
 ) -> None:
-    if services.origin != "launcher":
-        pytest.skip(f"the services come from the {services.origin}, not a local stack")
     checkout = tmp_path / "checkout"
     (checkout / ".git").mkdir(parents=True)
     (checkout / ".da").symlink_to(TEST_STACK_DIR)  # the checkout's stack is the test stack
@@ -50,7 +46,7 @@ def test_stack_status_from_a_subfolder_sees_the_checkout_stack(
     deep.mkdir(parents=True)
     found = _status(deep)
     assert found.returncode == 0, found.stderr
-    assert f"kafka: up at {services.kafka_bootstrap_servers}" in found.stdout
+    assert f"kafka: up at {local_stack.kafka_bootstrap_servers}" in found.stdout
 
 
 def test_with_no_stack_status_names_the_checkout_state_dir(tmp_path: Path) -> None:
@@ -63,10 +59,8 @@ def test_with_no_stack_status_names_the_checkout_state_dir(tmp_path: Path) -> No
 
 
 def test_stack_down_is_refused_while_a_stage_is_connected(
-    services: Services, settings: Settings
+    local_stack: Services, settings: Settings
 ) -> None:
-    if services.origin != "launcher":
-        pytest.skip(f"the services come from the {services.origin}, not a local stack")
     topic = f"{settings.namespace}.busy"
     ensure_topics(settings, [topic], partitions=1)
     group = settings.group_id("busy")

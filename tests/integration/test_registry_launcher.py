@@ -19,9 +19,7 @@ from tests.services import TEST_STACK_DIR, Services
 pytestmark = pytest.mark.integration
 
 
-def test_stack_status_reports_the_registry(schema_registry: str, services: Services) -> None:
-    if services.origin != "launcher":
-        pytest.skip("the services do not come from `da stack up`")
+def test_stack_status_reports_the_registry(schema_registry: str, local_stack: Services) -> None:
     env = {**os.environ, "DA_STATE_DIR": str(TEST_STACK_DIR)}
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", "stack", "status"],
