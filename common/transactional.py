@@ -99,7 +99,7 @@ class TransactionalProcessor:
         self._refused: dict[MessageId, InvalidEvent] = {}
         self._bare: set[MessageId] = set()  # their dead letter was refused too: send headers only
         self.stop = stop
-        self._wedged = wedged or _exit_wedged
+        self._wedged = wedged or exit_wedged
         self.producer = producer
         self.handler = handler
         self.dead_letter_topic = dead_letter_topic
@@ -276,27 +276,7 @@ class TransactionalProcessor:
                 delay = min(5.0, delay * 2)
 
     def _bounded(self, call: Callable[[], None]) -> None:
-        """Run one transaction call, but not forever. librdkafka does not always honour these
-        calls' timeouts (its issues 5456 and 5511: after the group coordinator went away,
-        send_offsets_to_transaction can wait for good, deaf to SIGTERM). A call that outlives
-        twice its timeout means a wedged client: the process ends without committing, for the
-        orchestrator to restart, and the new instance's init_transactions aborts what is open."""
-        outcome: list[BaseException | None] = []
-
-        def attempt() -> None:
-            try:
-                call()
-                outcome.append(None)
-            except BaseException as exc:  # handed to the caller's thread below
-                outcome.append(exc)
-
-        worker = threading.Thread(target=attempt, name="txn-call", daemon=True)
-        worker.start()
-        worker.join(self.timeout_s * 2 + 5)
-        if not outcome:
-            self._wedged(f"a transaction call ran past {self.timeout_s * 2 + 5:.0f}s")
-        if outcome and outcome[0] is not None:
-            raise outcome[0]
+        bounded(call, self.timeout_s * 2 + 5, self._wedged)
 
     def _produce(
         self,
@@ -352,7 +332,31 @@ class TransactionalProcessor:
         self.producer.flush(self.timeout_s)
 
 
-def _exit_wedged(why: str) -> None:
+def bounded(call: Callable[[], None], limit_s: float, wedged: Callable[[str], None]) -> None:
+    """Run one transaction call, but not forever. librdkafka does not always honour these
+    calls' timeouts (its issues 5456 and 5511: after the group coordinator went away,
+    send_offsets_to_transaction can wait for good, deaf to SIGTERM). A call that outlives
+    ``limit_s`` means a wedged client: ``wedged`` ends the process without committing, for the
+    orchestrator to restart, and the new instance's init_transactions aborts what is open."""
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, name="txn-call", daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    if not outcome:
+        wedged(f"a transaction call ran past {limit_s:.0f}s")
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
+
+
+def exit_wedged(why: str) -> None:
     # os._exit, not sys.exit: closing the wedged clients would hang as well, and nothing of the
     # open transaction may be committed on the way out.
     log.critical("%s: the Kafka client is wedged; exiting for a restart", why)
