@@ -107,19 +107,32 @@ def spawn(state: Path) -> None:
 
 
 def wait_ready(state: Path, timeout_s: float = 120.0) -> str:
-    """The registry's URL once it answers; stops it and raises if it does not in time."""
+    """The registry's URL once it answers; stops it and raises if it does not in time.
+
+    A JVM that exits before answering is started once more: a start can die of something
+    passing (a port taken between choosing and binding it; once, in CI, of something that left
+    no line in its console), and the stack is not up until the registry answers. The error says
+    which it was, gone or silent, and after how long.
+    """
     root = _root(state)
-    pid, port = _running_pid(state), read_int(root / "port")
-    url = f"http://127.0.0.1:{port}{API_PATH}"
-    deadline = time.monotonic() + timeout_s
-    while pid is not None and process_running(pid, _MARKER) and time.monotonic() < deadline:
-        if answers(url):
-            return url
-        time.sleep(0.2)
-    if pid is not None:
-        terminate(pid, _MARKER, grace_s=5.0)
+    started = time.monotonic()
+    deadline = started + timeout_s
+    for attempt in (1, 2):
+        pid, port = _running_pid(state), read_int(root / "port")
+        url = f"http://127.0.0.1:{port}{API_PATH}"
+        while pid is not None and process_running(pid, _MARKER) and time.monotonic() < deadline:
+            if answers(url):
+                return url
+            time.sleep(0.2)
+        if pid is not None and process_running(pid, _MARKER):
+            terminate(pid, _MARKER, grace_s=5.0)
+            what = f"did not answer within {timeout_s:.0f}s"
+            break
+        what = f"exited {time.monotonic() - started:.0f}s after its start without answering"
+        if attempt == 1 and time.monotonic() < deadline:
+            spawn(state)
     raise ServiceUnavailable(
-        f"the schema registry did not answer on {url} within {timeout_s:.0f}s; "
+        f"the schema registry on {url} {what}; "
         f"{root / 'console.log'} ends with:\n{tail(root / 'console.log')}"
     )
 

@@ -4,6 +4,7 @@ still knows every id it handed out (records on the topics carry them)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli.stack import registry
+from cli.stack.procs import read_int
 from common.codec import SCHEMAS_DIR
 from common.schema_registry import avro, make_client
 from common.settings import Settings
@@ -50,5 +52,18 @@ def test_ids_survive_a_restart(schema_registry: str, tmp_path: Path) -> None:
         with make_client(Settings("-", "-", schema_registry_url=again)) as client:
             assert client.get_schema(schema_id).schema_str == text
             assert client.lookup_schema("restart-value", avro(text)).schema_id == schema_id
+    finally:
+        registry.stop(tmp_path)
+
+
+def test_a_registry_that_dies_starting_is_started_again(tmp_path: Path) -> None:
+    registry.spawn(tmp_path)
+    first = read_int(tmp_path / "registry" / "registry.pid")
+    assert first is not None
+    try:
+        os.kill(first, signal.SIGKILL)  # dead before it could answer
+        url = registry.wait_ready(tmp_path)
+        assert registry.answers(url)
+        assert read_int(tmp_path / "registry" / "registry.pid") != first
     finally:
         registry.stop(tmp_path)
