@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Annotated
 
-import psycopg
 import typer
 
 from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db, parking
 from common.settings import Settings
 from common.views.learning import overview
-from dep import competency_stats, content_catalog, usage_metrics
 
 _PARKED = [
     Column("dep", "DEP"),
@@ -81,32 +78,9 @@ _COMPETENCY_COLUMNS = [
 ]
 
 
-def _copy_families(settings: Settings, usage: psycopg.Connection[tuple[object, ...]]) -> None:
-    """The content catalog lives in another database: its families go into a temporary table of
-    the same name on the usage connection (temporary tables come first on the search path), so
-    one query joins them."""
-    with db.connect(settings, autocommit=True, dep=content_catalog.SPEC.name) as conn:
-        rows = conn.execute("SELECT content_id, content_family FROM content_catalog").fetchall()
-    usage.execute("CREATE TEMP TABLE content_catalog (content_id text, content_family text)")
-    with usage.cursor().copy("COPY content_catalog FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
 def report(settings: Settings, limit: int) -> Report:
-    usage, catalog, stats = (
-        usage_metrics.SPEC.name,
-        content_catalog.SPEC.name,
-        competency_stats.SPEC.name,
-    )
-    parked_count = sum(p.count for p in parked_summary(settings))
-    with db.connect(settings, autocommit=True, dep=usage) as conn:
-        if settings.database_url_for(catalog) != settings.database_url_for(usage):
-            _copy_families(settings, conn)
-        # competency-stats may keep its tables in a database of its own.
-        apart = settings.database_url_for(stats) != settings.database_url_for(usage)
-        with db.connect(settings, autocommit=True, dep=stats) if apart else nullcontext() as other:
-            found = overview(conn, limit, parked=parked_count, competencies_from=other)
+    with db.Connections(settings) as dbs:
+        found = overview(dbs, limit)
     return Report(
         [
             Table("students", _STUDENT_COLUMNS, found.students),

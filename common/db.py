@@ -12,8 +12,11 @@ once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
 
 import psycopg
 from psycopg import sql
@@ -62,6 +65,54 @@ def connect(
         application_name="da-pipeline",
     )
     return conn
+
+
+# What readers get: rows of any type (the views unpack them), as psycopg hands them out.
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+class Connections:
+    """A reader's connections, one per distinct database, opened when first asked for: a DEP
+    kept in a database of its own is read there, and DEPs sharing a database share one
+    connection (so ``of(a) is of(b)`` tells a reader whether one query can join their tables).
+    ``prepare`` runs on each new connection. Autocommit: readers only."""
+
+    def __init__(self, settings: Settings, prepare: Callable[[Conn], None] | None = None) -> None:
+        self.settings = settings
+        self._prepare = prepare
+        self._open: dict[str, Conn] = {}
+
+    def of(self, dep: str | None = None) -> Conn:
+        """The connection to ``dep``'s database (the shared one for None)."""
+        return self._at(
+            self.settings.database_url if dep is None else self.settings.database_url_for(dep)
+        )
+
+    def every(self) -> list[Conn]:
+        """One connection to every database (the shared one first)."""
+        return [self._at(url) for url in self.settings.database_urls()]
+
+    def _at(self, url: str) -> Conn:
+        conn = self._open.get(url)
+        if conn is None or conn.closed or conn.broken:
+            conn = cast(Conn, connect(replace(self.settings, database_url=url), autocommit=True))
+            if self._prepare is not None:
+                self._prepare(conn)
+            self._open[url] = conn
+        return conn
+
+    def close(self) -> None:
+        for conn in self._open.values():
+            conn.close()
+        self._open.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class Snapshotter:
         self.settings = settings
         self.feed = feed
         self.ous_states = ous_states
-        self.conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.dbs = db.Connections(settings, prepare=self._count)
         self.counter = [0]
         self.snapshots = 0
 
@@ -70,16 +70,12 @@ class Snapshotter:
     def statements(self) -> int:
         return self.counter[0]
 
-    def _db(self) -> psycopg.Connection[tuple[Any, ...]]:
-        if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = db.connect(self.settings, autocommit=True)
-            self.conn.cursor_factory = _CountingCursor
-            self.conn.da_statements = self.counter  # type: ignore[attr-defined]
-        return self.conn
+    def _count(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        conn.cursor_factory = _CountingCursor
+        conn.da_statements = self.counter  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        self.dbs.close()
 
     def compute(self, pages: set[str]) -> dict[str, Rendered]:
         """Build each page of ``pages``; a page whose tables cannot be read says so, and what to
@@ -89,7 +85,7 @@ class Snapshotter:
         wall = datetime.now(UTC)
         for name in sorted(pages):
             try:
-                ctx = Context(self._db(), self.settings, wall, self.feed.latest(), self.ous_states)
+                ctx = Context(self.dbs, self.settings, wall, self.feed.latest(), self.ous_states)
                 page = PAGES[name](ctx)
             except psycopg.Error as exc:
                 log.warning("page %s not built: %s", name, exc)
@@ -100,8 +96,7 @@ class Snapshotter:
                     else "da stack status   (or check DA_DATABASE_URL)"
                 )
                 page = Page(name, {"banner": unavailable("The tables", why, fix)})
-                if self.conn is not None and not self.conn.closed:
-                    self.conn.close()
+                self.dbs.close()
             out[name] = Rendered(page, payload(page, self.snapshots))
         return out
 

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from common import parking
+from common.db import Connections
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -30,6 +31,10 @@ FROM competency_stats GROUP BY competency ORDER BY competency
 """
 
 
+# The DEPs whose tables the overview reads (named here, as their tables are in the queries).
+USAGE, CATALOG, STATS = "usage-metrics", "content-catalog", "competency-stats"
+
+
 @dataclass(frozen=True)
 class Overview:
     applied: int  # usage DEs applied
@@ -38,15 +43,30 @@ class Overview:
     competencies: list[dict[str, Any]]
 
 
-def overview(
-    conn: Conn, limit: int, *, parked: int | None = None, competencies_from: Conn | None = None
-) -> Overview:
-    """From ``conn`` (usage-metrics' database, content_catalog reachable there). A DEP kept in
-    its own database is read by the caller: its parked count, competency-stats' connection."""
-    applied = conn.execute("SELECT count(*) FROM usage_seen").fetchall()[0][0]
-    students = conn.execute(_STUDENTS, (limit,)).fetchall()
-    competencies = (competencies_from or conn).execute(_COMPETENCIES).fetchall()
-    waiting = sum(p.count for p in parking.summary(conn)) if parked is None else parked
+def _copy_families(usage: Conn, catalog: Conn) -> None:
+    """The content catalog lives in another database: its families go into a temporary table of
+    the same name on the usage connection (temporary tables come first on the search path), so
+    one query joins them. Refreshed on every read: the catalog is small next to the usage rows."""
+    rows = catalog.execute("SELECT content_id, content_family FROM content_catalog").fetchall()
+    usage.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS content_catalog (content_id text, content_family text)"
+    )
+    usage.execute("TRUNCATE pg_temp.content_catalog")
+    with usage.cursor().copy("COPY pg_temp.content_catalog FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def overview(dbs: Connections, limit: int) -> Overview:
+    """From the learning DEPs' databases, wherever each lives; parked: every DEP's, in every
+    database."""
+    usage, catalog, stats = dbs.of(USAGE), dbs.of(CATALOG), dbs.of(STATS)
+    if catalog is not usage:
+        _copy_families(usage, catalog)
+    applied = usage.execute("SELECT count(*) FROM usage_seen").fetchall()[0][0]
+    students = usage.execute(_STUDENTS, (limit,)).fetchall()
+    competencies = stats.execute(_COMPETENCIES).fetchall()
+    waiting = sum(p.count for conn in dbs.every() for p in parking.summary(conn))
     return Overview(
         int(applied),
         waiting,

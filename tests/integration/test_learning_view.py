@@ -1,25 +1,66 @@
-"""``da learning``: the class's state as the learning DEPs left it, per student and competency."""
+"""``da learning`` and the console's /learning page: the class's state as the learning DEPs left
+it, per student and competency, wherever each DEP keeps its tables."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import sql
 
 from cli.learning import report
 from cli.output import Format, render
 from common import db
-from common.settings import Settings
-from dep import registry
+from common.settings import Settings, dep_variable_name
+from common.views.learning import CATALOG, STATS, USAGE
+from dep import competency_stats, content_catalog, registry, usage_metrics
+from web.pages import learning
+from web.pages.base import Context
+from web.status_feed import StatusView
+
+# Which learning DEPs keep their tables in a second PostgreSQL cluster.
+LAYOUTS = {"shared": (), "catalog-and-stats-apart": (CATALOG, STATS), "usage-apart": (USAGE,)}
 
 
-def test_time_counts_the_top_level_only_and_scores_are_averaged(settings: Settings) -> None:
+@pytest.fixture(params=list(LAYOUTS))
+def split(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
+    apart = LAYOUTS[request.param]
+    if not apart:
+        yield settings
+        return
+    second = request.getfixturevalue("second_database_url")
+    schema = sql.Identifier(settings.database_schema)
+    with psycopg.connect(second, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+    yield replace(settings, dep_database_urls=tuple((dep_variable_name(n), second) for n in apart))
+    with psycopg.connect(second, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
+
+
+def test_the_overview_names_the_learning_deps_of_the_registry() -> None:
+    assert (
+        usage_metrics.SPEC.name,
+        content_catalog.SPEC.name,
+        competency_stats.SPEC.name,
+    ) == (USAGE, CATALOG, STATS)
+
+
+def test_time_counts_the_top_level_only_and_scores_are_averaged(split: Settings) -> None:
+    settings = split
     db.migrate(settings, registry.all_migrations())
-    with db.connect(settings) as conn:
+    with db.connect(settings, dep=CATALOG) as conn:
         conn.execute(
             "INSERT INTO content_catalog (content_id, content_type, content_family, changed_at, "
             "event_id) VALUES ('c1', 'collection', 'collection', now(), 'e1'), "
             "('a1', 'assessment-external', 'assessment', now(), 'e2'), "
             "('r1', 'resource', 'resource', now(), 'e3')"
         )
+        conn.commit()
+    with db.connect(settings, dep=USAGE) as conn:
         conn.execute(
             "INSERT INTO usage_metrics (user_id, content_id, class_id, course_id, unit_id, "
             "lesson_id, time_spent_ms, views, latest_score) VALUES "
@@ -28,6 +69,8 @@ def test_time_counts_the_top_level_only_and_scores_are_averaged(settings: Settin
             "('u1', 'a1', 'k', '', '', '', 4200000, 1, 80), "
             "('u2', 'a1', 'k', '', '', '', 60000, 1, 40)"
         )
+        conn.commit()
+    with db.connect(settings, dep=STATS) as conn:
         conn.execute(
             "INSERT INTO competency_stats (user_id, competency, attempts, latest_score, "
             "best_score) VALUES ('u1', 'K1', 2, 50, 90), ('u2', 'K1', 1, 70, 70)"
@@ -58,3 +101,8 @@ def test_time_counts_the_top_level_only_and_scores_are_averaged(settings: Settin
             "avg_best_score": 80.0,
         }
     ]
+    # The console's page reads the same, through its own connections.
+    with db.Connections(settings) as dbs:
+        page = learning.build(Context(dbs, settings, datetime.now(UTC), StatusView(), []))
+    assert "u1" in page.sections["students"] and "1h20m" in page.sections["students"]
+    assert "K1" in page.sections["competencies"] and "80%" in page.sections["competencies"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from common.db import Connections
 from common.settings import Settings
 from web.status_feed import StatusView
 
@@ -30,7 +31,7 @@ class Page:
 
 @dataclass(frozen=True)
 class Context:
-    conn: Conn
+    dbs: Connections  # ``dbs.of(dep)``: where that DEP's tables live
     settings: Settings
     wall_now: datetime
     status: StatusView

@@ -19,16 +19,17 @@ STALE_STATUS_S = 5.0  # no status sample this long: the board's freshness is unk
 
 
 def build(ctx: Context) -> Page:
-    found = summary(ctx.conn, LONGEST, with_left=False)
+    conn = ctx.dbs.of(STAGE)
+    found = summary(conn, LONGEST, with_left=False)
     event_clock = ctx.settings.clock == "event"
     now = (found.event_time_now or ctx.wall_now) if event_clock else ctx.wall_now
     sla = ctx.settings.wait_sla_s
-    hour = recent(ctx.conn, now)
+    hour = recent(conn, now)
     sections = {
         "banner": banner(ctx.status),
         "counts": _counts(found.counts),
         "waiting": _waiting(found.waiting, now, sla),
-        "distribution": _distribution(wait_buckets(ctx.conn, now, TOP_MINUTES), sla),
+        "distribution": _distribution(wait_buckets(conn, now, TOP_MINUTES), sla),
         "quantiles": _quantiles(hour.quantiles),
         "clock": _clock(event_clock, now, found.events, sla),
     }

@@ -19,7 +19,7 @@ def _hours(ms_spent: object) -> str:
 
 
 def build(ctx: Context) -> Page:
-    found = overview(ctx.conn, STUDENTS)
+    found = overview(ctx.dbs, STUDENTS)
     students = [
         [
             esc(s["student"]),

@@ -10,16 +10,18 @@ from web.html import clock_time, duration, empty, esc, ms, table
 from web.pages.base import Context, Page
 
 SHOWN = 20
+STATE_SERVICE = "ous-lifecycle"
 
 
 def build(ctx: Context) -> Page:
+    conn = ctx.dbs.of(STATE_SERVICE)
     event_clock = ctx.settings.clock == "event"
     now = ctx.wall_now
     if event_clock:  # the newest command's time, as the board's waits are in event time
-        row = ctx.conn.execute("SELECT max(at) FROM ous_commands").fetchone()
+        row = conn.execute("SELECT max(at) FROM ous_commands").fetchone()
         now = row[0] if row and row[0] is not None else now
-    columns = views.board(ctx.conn, ctx.ous_states)
-    total, refused = views.rejections(ctx.conn, now - timedelta(hours=1), SHOWN)
+    columns = views.board(conn, ctx.ous_states)
+    total, refused = views.rejections(conn, now - timedelta(hours=1), SHOWN)
     cards = []
     for c in columns:
         longest = ""
