@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.settings import Settings, read_env_file, stack_file, state_dir
+from common.settings import Settings
+from common.stack_paths import read_env_file, stack_file, state_dir
 
 _TICK = os.sysconf("SC_CLK_TCK")
 

@@ -21,7 +21,8 @@ import typer
 from cli.load_status import load_json
 from cli.output import Column, Format, OutputOption, Report, Table
 from cli.output import render as render_output
-from common.settings import Settings, state_dir
+from common.settings import Settings
+from common.stack_paths import state_dir
 from common.status_model import (
     EXIT,
     Partition,

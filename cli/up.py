@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from cli.supervise import instance_names, up_dir
-from common.settings import state_dir
+from common.stack_paths import state_dir
 
 
 def _pid_file() -> Path:

@@ -11,95 +11,22 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 from common.kafka_properties import MASK, PropertyError, from_environment, is_secret
+from common.stack_paths import read_env_file, stack_file
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and says what to do."""
 
 
-_NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # A DEP's own database: DA_DEP_<NAME>_DATABASE_URL, NAME its registry name upper-cased, - as _.
 _DEP_DATABASE_RE = re.compile(r"^DA_DEP_([A-Z0-9_]+)_DATABASE_URL$")
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 _T = TypeVar("_T")
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# Settings read outside ``Settings`` (before there can be one): (variable, default, doc).
-OTHER_SETTINGS = (
-    (
-        "DA_STATE_DIR",
-        "`.da` in the checkout",
-        "where `da stack up` keeps data, logs and the stack file; found from any subfolder",
-    ),
-    (
-        "DA_KAFKA_HOME",
-        "`~/.cache/da-pipeline/kafka-<version>`",
-        "where the local stack's Kafka jars are fetched once and shared by every checkout",
-    ),
-    (
-        "DA_SCHEMA_REGISTRY_HOME",
-        "`~/.cache/da-pipeline/apicurio-registry-<version>`",
-        "where the local stack's schema registry is fetched once and shared by every checkout",
-    ),
-)
-
-
-def state_dir(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
-    """Where the local stack keeps its data, logs and stack file: DA_STATE_DIR, else the nearest
-    ``.da`` from the working directory up (as git finds ``.git``), else ``.da`` at the top of the
-    git checkout, else ``./.da``. So every subfolder of a checkout sees the same stack."""
-    env = os.environ if env is None else env
-    if env.get("DA_STATE_DIR"):
-        return Path(env["DA_STATE_DIR"]).resolve()
-    here = (cwd or Path.cwd()).resolve()
-    for marker in (".da", ".git"):
-        for folder in (here, *here.parents):
-            if (folder / marker).exists():
-                return folder / ".da"
-    return here / ".da"
-
-
-def kafka_home(env: Mapping[str, str] | None = None, version: str = "") -> Path:
-    """Where the local stack's Kafka jars live."""
-    return _cached("DA_KAFKA_HOME", f"kafka-{version}", env)
-
-
-def schema_registry_home(env: Mapping[str, str] | None = None, version: str = "") -> Path:
-    """Where the local stack's schema registry lives."""
-    return _cached("DA_SCHEMA_REGISTRY_HOME", f"apicurio-registry-{version}", env)
-
-
-def _cached(variable: str, name: str, env: Mapping[str, str] | None) -> Path:
-    env = os.environ if env is None else env
-    override = env.get(variable)
-    if override:
-        return Path(override).expanduser().resolve()
-    return Path.home() / ".cache" / "da-pipeline" / name
-
-
-def stack_file(env: Mapping[str, str] | None = None) -> Path:
-    return state_dir(env) / "stack.env"
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 def _setting(default: _T, doc: str) -> _T:
@@ -317,79 +244,10 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        named = [(f"DA_DEP_{n}_DATABASE_URL", url) for n, url in self.dep_database_urls]
-        for variable, url in [("DA_DATABASE_URL", self.database_url), *named]:
-            try:
-                conninfo_to_dict(url)
-            except psycopg.ProgrammingError as exc:
-                raise SettingsError(
-                    f"{variable} is malformed ({str(exc).strip()}); "
-                    "use postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE"
-                ) from None
-        if self.log_level.upper() not in _LOG_LEVELS:
-            raise SettingsError(
-                f"DA_LOG_LEVEL={self.log_level!r}: use one of {', '.join(_LOG_LEVELS)}"
-            )
-        if self.namespace and not _NAMESPACE_RE.match(self.namespace):
-            raise SettingsError(
-                f"DA_NAMESPACE={self.namespace!r}: use lower-case letters, digits, '-' or '_'"
-            )
-        if not _SCHEMA_RE.match(self.database_schema):
-            raise SettingsError(
-                f"DA_DATABASE_SCHEMA={self.database_schema!r} is not a plain SQL identifier"
-            )
-        for name in (
-            "partitions",
-            "replication_factor",
-            "batch_size",
-            "max_hops",
-            "max_message_bytes",
-            "max_crashes",
-        ):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"DA_{name.upper()} must be at least 1")
-        if not 0 < self.dead_letter_max_ratio <= 1:
-            raise SettingsError("DA_DEAD_LETTER_MAX_RATIO must be in (0, 1]")
-        if self.poll_timeout_s <= 0 or self.io_timeout_s <= 0 or self.park_timeout_s <= 0:
-            raise SettingsError(
-                "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S and DA_PARK_TIMEOUT_S must be positive"
-            )
-        if min(self.loop_ttl_s, self.unassigned_max_s, self.unhealthy_exit_s) <= 0:
-            raise SettingsError(
-                "DA_LOOP_TTL_S, DA_UNASSIGNED_MAX_S and DA_UNHEALTHY_EXIT_S must be positive"
-            )
-        if not -1 <= self.metrics_port < 65536:
-            raise SettingsError("DA_METRICS_PORT must be a TCP port, 0 (off) or -1 (any free)")
-        if self.schema_registry_url and not self.schema_registry_url.startswith(
-            ("http://", "https://")
-        ):
-            raise SettingsError("DA_SCHEMA_REGISTRY_URL must be an http:// or https:// URL")
-        if self.schema_registry_basic_auth and ":" not in self.schema_registry_basic_auth:
-            raise SettingsError("DA_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
-        self._validate_collector()
-        if self.clock not in ("wall", "event"):
-            raise SettingsError("DA_CLOCK must be 'wall' or 'event'")
-        if not 0 < self.web_port < 65536:
-            raise SettingsError("DA_WEB_PORT must be a TCP port (1..65535)")
-        if self.wait_sla_s <= 0:
-            raise SettingsError("DA_WAIT_SLA_S must be positive")
+        """Raises ``SettingsError`` naming the first malformed setting and what to use."""
+        from common.settings_check import check  # it reads these settings' fields
 
-    def _validate_collector(self) -> None:
-        if self.collector_unknown_types not in ("reject", "accept"):
-            raise SettingsError("DA_COLLECTOR_UNKNOWN_TYPES must be 'reject' or 'accept'")
-        if not 0 < self.collector_port < 65536:
-            raise SettingsError("DA_COLLECTOR_PORT must be a TCP port (1..65535)")
-        for name in (
-            "max_body_bytes",
-            "max_batch",
-            "ack_timeout_s",
-            "rate_limit",
-            "apps_refresh_s",
-        ):
-            if getattr(self, f"collector_{name}") <= 0:
-                raise SettingsError(f"DA_COLLECTOR_{name.upper()} must be positive")
-        if self.collector_max_skew_s < 0:
-            raise SettingsError("DA_COLLECTOR_MAX_SKEW_S must not be negative")
+        check(self)
 
     def kafka_config(self) -> dict[str, str]:
         """The librdkafka properties from the environment, as a client config."""

@@ -9,7 +9,8 @@ import typer
 
 from cli.stack import cluster
 from cli.stack.control import connected, stack_file_of, stack_status, start_stack, stop_stack
-from common.settings import Settings, SettingsError, state_dir
+from common.settings import Settings, SettingsError
+from common.stack_paths import state_dir
 
 
 def _say(message: str) -> None:

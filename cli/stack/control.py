@@ -14,7 +14,8 @@ import psycopg
 
 from cli.stack import cluster, kafka, postgres, registry
 from common.kafka import connected_members
-from common.settings import Settings, stack_file
+from common.settings import Settings
+from common.stack_paths import stack_file
 
 
 @dataclass(frozen=True)

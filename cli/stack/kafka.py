@@ -33,7 +33,7 @@ from cli.stack.procs import (
     tail,
     terminate,
 )
-from common import settings
+from common import stack_paths
 from common.kafka import ServiceUnavailable, min_insync_replicas
 
 KAFKA_VERSION = "4.1.1"
@@ -44,7 +44,7 @@ _MAIN_CLASS = "kafka.Kafka"
 
 
 def kafka_home() -> Path:
-    return settings.kafka_home(version=KAFKA_VERSION)
+    return stack_paths.kafka_home(version=KAFKA_VERSION)
 
 
 def fetch_jars(home: Path | None = None) -> Path:

@@ -23,7 +23,7 @@ from cli.stack.procs import (
     tail,
     terminate,
 )
-from common import settings
+from common import stack_paths
 from common.kafka import ServiceUnavailable
 
 VERSION = "3.0.9"
@@ -40,7 +40,7 @@ _POOL = ("initial-size=2", "min-size=2", "max-size=10")
 
 
 def registry_home() -> Path:
-    return settings.schema_registry_home(version=VERSION)
+    return stack_paths.schema_registry_home(version=VERSION)
 
 
 def fetch(home: Path | None = None) -> Path:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import Settings, SettingsError, stack_file, state_dir
+from common.settings import Settings, SettingsError
+from common.stack_paths import stack_file, state_dir
 
 KAFKA, DB = "127.0.0.1:9092", "postgresql://postgres@127.0.0.1:5432/da"
 
