@@ -21,7 +21,7 @@ from typing import Any, Self, cast
 import psycopg
 from psycopg import sql
 
-from common import guard, loads, outbox, parking
+from common import inflight, loads, outbox, parking
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS da_offsets (
 """
 # The generic tables any DEP may use: what it emits, what waits. (In every database: a DEP keeps
 # them beside its own.)
-CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL + guard.TABLE_SQL
+CORE_SQL += outbox.TABLE_SQL + parking.TABLE_SQL + inflight.TABLE_SQL
 # What no DEP owns, in the shared database only: the initial loads (``da load``).
 SHARED_SQL = loads.TABLE_SQL
 

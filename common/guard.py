@@ -32,64 +32,29 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-import psycopg
 from confluent_kafka import TopicPartition
 
 from common import faults
 from common.deadletter import DeadLetterLimitExceeded
 from common.errors import InvalidEvent
+from common.inflight import Connect, InFlight, InFlightTable
 from common.runloop import Consumer, Message, Processor, rewind
 from common.transactional import MessageId, message_id
 
 log = logging.getLogger(__name__)
 REASON = "quarantined"
 CRASH_EXIT = 70  # the status of the test hook's hard exit
-RETRY_DB_AFTER_S = 30.0
 NARROW_AFTER = 2  # deaths in a row with one range in flight before it is taken one at a time
-
-TABLE_SQL = """
-CREATE TABLE IF NOT EXISTS da_inflight (
-    consumer_group text NOT NULL,
-    topic text NOT NULL,
-    partition integer NOT NULL,
-    first_offset bigint NOT NULL,
-    last_offset bigint NOT NULL,
-    attempts integer NOT NULL,
-    last_error text,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_group, topic, partition)
-);
-"""
-Connect = Callable[[], psycopg.Connection[tuple[object, ...]]]
-# Every partition of a batch in one statement: one round trip per batch.
-_UPSERT = """
-INSERT INTO da_inflight AS f (consumer_group, topic, partition, first_offset, last_offset,
-    attempts, last_error)
-SELECT %s, * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[], %s::int[], %s::text[])
-ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
-    first_offset = excluded.first_offset, last_offset = excluded.last_offset,
-    attempts = excluded.attempts, last_error = excluded.last_error, updated_at = now()
-"""
 
 
 class Condemning(Processor, Protocol):
     """A processor that dead-letters the messages in ``condemned`` instead of handling them."""
 
     condemned: dict[MessageId, InvalidEvent]
-
-
-@dataclass
-class InFlight:
-    first: int
-    last: int
-    attempts: int
-    error: str | None = None
 
 
 class Guarded:
@@ -106,9 +71,7 @@ class Guarded:
     ) -> None:
         self.inner = inner
         self.group = group
-        self._connect = connect
-        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
-        self._down_since: float | None = None
+        self._table = InFlightTable(group, connect)
         self.max_crashes = max_crashes
         self._marker = crash_marker.encode()
         # Per partition: its record as last read or written; absent: not read since assigned.
@@ -139,8 +102,7 @@ class Guarded:
     def close(self) -> None:
         self.inner.close()
         self._settle(set(self._clean))
-        if self._conn is not None:
-            self._conn.close()
+        self._table.close()
 
     def _settle(self, partitions: set[tuple[str, int]]) -> None:
         """A partition left cleanly (stop, rebalance) after a committed batch: its row counts no
@@ -149,7 +111,7 @@ class Guarded:
         for rec in done.values():
             rec.attempts = 0
         if done:
-            self._write(done)
+            self._table.write(done)
         self._clean -= partitions
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
@@ -193,17 +155,9 @@ class Guarded:
         unknown = [tp for tp in firsts if tp not in self._known]
         if not unknown:
             return
-        rows = self._query(
-            "SELECT topic, partition, first_offset, last_offset, attempts, last_error "
-            "FROM da_inflight WHERE consumer_group = %s",
-            (self.group,),
-        )
-        if rows is None:
+        records = self._table.read()
+        if records is None:
             return  # unguarded for now; asked again on the next batch
-        records = {
-            (str(t), int(str(p))): InFlight(int(str(f)), int(str(la)), int(str(a)), e)  # type: ignore[arg-type]
-            for t, p, f, la, a, e in rows
-        }
         for tp in unknown:
             rec = records.get(tp)
             self._known[tp] = rec
@@ -262,7 +216,7 @@ class Guarded:
             rec = next(iter(span.values()))
             if rec.attempts > self.max_crashes:
                 self._quarantine(m, rec)
-        if self._write(span):
+        if self._table.write(span):
             self._known.update(span)
         return span
 
@@ -286,61 +240,5 @@ class Guarded:
         else:
             for rec in began.values():
                 rec.error = f"{type(exc).__name__}: {exc}"[:500]
-        if self._write(began):
+        if self._table.write(began):
             self._known.update(began)
-
-    # -- the table ---------------------------------------------------------------------------
-    def _write(self, records: dict[tuple[str, int], InFlight]) -> bool:
-        if not records:
-            return True
-        rows = [
-            (t, p, r.first, r.last, r.attempts, r.error) for (t, p), r in sorted(records.items())
-        ]
-        return self._execute(_UPSERT, (self.group, *[list(col) for col in zip(*rows, strict=True)]))
-
-    def _db(self) -> psycopg.Connection[tuple[object, ...]] | None:
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        if self._down_since is not None and time.monotonic() - self._down_since < RETRY_DB_AFTER_S:
-            return None
-        try:
-            self._conn = self._connect()
-            # What the guard records must outlive this process, not the database server: a
-            # commit that waits for the disk would add a flush to every batch of every stage
-            # for a case (the server crashing too, within a fraction of a second) in which
-            # the guard loses at most one attempt and quarantines one crash later.
-            self._conn.execute("SET synchronous_commit = off")
-            self._conn.execute(TABLE_SQL)
-            self._down_since = None
-            return self._conn
-        except psycopg.Error as exc:
-            self._unreachable(exc)
-            return None
-
-    def _unreachable(self, exc: psycopg.Error) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-        self._down_since = time.monotonic()
-        log.warning("crash-loop guard: database unreachable, batches go unguarded: %s", exc)
-
-    def _query(self, query: str, params: tuple[object, ...]) -> list[tuple[object, ...]] | None:
-        conn = self._db()
-        if conn is None:
-            return None
-        try:
-            return conn.execute(query, params).fetchall()
-        except psycopg.Error as exc:
-            self._unreachable(exc)
-            return None
-
-    def _execute(self, query: str, params: tuple[object, ...]) -> bool:
-        conn = self._db()
-        if conn is None:
-            return False
-        try:
-            conn.execute(query, params)
-            return True
-        except psycopg.Error as exc:
-            self._unreachable(exc)
-            return False
