@@ -167,6 +167,16 @@ class Codec:
         self._by_id[schema_id] = writer
         return writer
 
+    def newest_body(self, name: str, data: bytes) -> int | None:
+        """Where the body of ``data`` starts when it was written with the newest version of
+        ``name`` (its fields in that version's order), else None (another schema or version,
+        or not a record this codec reads: ``decode`` says which)."""
+        try:
+            writer, start = self._writer(data)
+        except InvalidEvent:
+            return None
+        return start if writer is self._latest.get(name) else None
+
     def decode(self, name: str, data: bytes | None) -> dict[str, Any]:
         """Decode a record that must be of schema ``name``; anything else is an InvalidEvent."""
         if data is None:

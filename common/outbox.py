@@ -25,7 +25,7 @@ by a relay that died before its step 3.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,7 +35,7 @@ from confluent_kafka import TopicPartition
 from common.deadletter import DEFAULT_MAX_BYTES, H_REASON, DeadLetterLimit, deliver, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Headers, Producer
-from common.transactional import bounded, exit_wedged
+from common.wedge import Watchdog, exit_wedged
 
 log = logging.getLogger(__name__)
 Cursor = psycopg.Cursor[tuple[object, ...]]
@@ -164,6 +164,9 @@ class OutboxRelay:
         self.limit = limit
         self.producer = producer
         self.timeout_s = timeout_s
+        # The same bound as a Kafka-to-Kafka stage's transaction calls: after a broker restart
+        # send_offsets_to_transaction could wait for good, and the DEP applied nothing more.
+        self._watchdog = Watchdog(timeout_s * 2 + 5, exit_wedged)
         self.batch_size = batch_size
         self.marker = marker
         self._transactions_ready = False
@@ -249,13 +252,8 @@ class OutboxRelay:
     def _init_transactions(self) -> None:
         if not self._transactions_ready:
             # Fences an earlier incarnation of this instance and aborts what it left open.
-            self._bounded(lambda: self.producer.init_transactions(self.timeout_s))
+            self._watchdog.run(lambda: self.producer.init_transactions(self.timeout_s))
             self._transactions_ready = True
-
-    def _bounded(self, call: Callable[[], None]) -> None:
-        # The same bound as a Kafka-to-Kafka stage's transaction calls: after a broker restart
-        # send_offsets_to_transaction could wait for good, and the DEP applied nothing more.
-        bounded(call, self.timeout_s * 2 + 5, exit_wedged)
 
     def _send_transaction(self, rows: list[Any], ids: list[int], marker: RelayMarker) -> None:
         self._init_transactions()
@@ -266,8 +264,8 @@ class OutboxRelay:
                 if self.limit is not None and H_REASON in names:
                     self.limit.record(True)
                 self.producer.produce(str(topic), value, key, headers=headers)
-            self._bounded(lambda: marker.record(self.producer, ids, self.timeout_s))
-            self._bounded(lambda: self.producer.commit_transaction(self.timeout_s))
+            self._watchdog.run(lambda: marker.record(self.producer, ids, self.timeout_s))
+            self._watchdog.run(lambda: self.producer.commit_transaction(self.timeout_s))
         except Exception:
             self.producer.abort_transaction(self.timeout_s)
             raise

@@ -24,8 +24,6 @@ is remembered as condemned, and the retried batch dead-letters it instead of han
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -37,11 +35,11 @@ from common import faults
 from common.deadletter import DEFAULT_MAX_BYTES, DeadLetterLimit, dead_letter, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
+from common.wedge import Watchdog, exit_wedged
 
 log = logging.getLogger(__name__)
 # An idle stage commits its positions at least this often, to find a wedged producer early.
 IDLE_PROBE_S = 30.0
-EXIT_WEDGED = 3  # the process status when a Kafka client hung; the orchestrator restarts it
 
 
 class Output(msgspec.Struct, frozen=True):
@@ -99,7 +97,9 @@ class TransactionalProcessor:
         self._refused: dict[MessageId, InvalidEvent] = {}
         self._bare: set[MessageId] = set()  # their dead letter was refused too: send headers only
         self.stop = stop
-        self._wedged = wedged or exit_wedged
+        # Transaction calls are bounded (``common.wedge``): past twice their timeout the client
+        # is taken for wedged and the process ends.
+        self._watchdog = Watchdog(timeout_s * 2 + 5, wedged or exit_wedged)
         self.producer = producer
         self.handler = handler
         self.dead_letter_topic = dead_letter_topic
@@ -135,7 +135,7 @@ class TransactionalProcessor:
         elif time.monotonic() - self._last_txn > IDLE_PROBE_S:
             # Nothing to commit for a while: commit the same positions anyway. After a broker
             # restart a transactional producer can be wedged without knowing it; finding out now
-            # (the call is bounded, see ``_bounded``) restarts an idle stage before data waits.
+            # (the call is bounded, see ``common.wedge``) restarts an idle stage before data waits.
             self._transact(consumer, positions, lambda: (0, 0))
 
     def process(self, consumer: Consumer, batch: Sequence[Message]) -> None:
@@ -259,7 +259,7 @@ class TransactionalProcessor:
         delay = 0.2
         while True:
             try:
-                self._bounded(call)
+                self._watchdog.run(call)
                 return
             except KafkaException as exc:
                 err = exc.args[0]
@@ -274,9 +274,6 @@ class TransactionalProcessor:
                 log.warning("transaction call failed, retrying in %.1fs: %s", delay, err.str())
                 self.stop.wait(delay)
                 delay = min(5.0, delay * 2)
-
-    def _bounded(self, call: Callable[[], None]) -> None:
-        bounded(call, self.timeout_s * 2 + 5, self._wedged)
 
     def _produce(
         self,
@@ -330,35 +327,4 @@ class TransactionalProcessor:
     def close(self) -> None:
         self._abort_leftover(raise_errors=False)
         self.producer.flush(self.timeout_s)
-
-
-def bounded(call: Callable[[], None], limit_s: float, wedged: Callable[[str], None]) -> None:
-    """Run one transaction call, but not forever. librdkafka does not always honour these
-    calls' timeouts (its issues 5456 and 5511: after the group coordinator went away,
-    send_offsets_to_transaction can wait for good, deaf to SIGTERM). A call that outlives
-    ``limit_s`` means a wedged client: ``wedged`` ends the process without committing, for the
-    orchestrator to restart, and the new instance's init_transactions aborts what is open."""
-    outcome: list[BaseException | None] = []
-
-    def attempt() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:  # handed to the caller's thread below
-            outcome.append(exc)
-
-    worker = threading.Thread(target=attempt, name="txn-call", daemon=True)
-    worker.start()
-    worker.join(limit_s)
-    if not outcome:
-        wedged(f"a transaction call ran past {limit_s:.0f}s")
-    if outcome and outcome[0] is not None:
-        raise outcome[0]
-
-
-def exit_wedged(why: str) -> None:
-    # os._exit, not sys.exit: closing the wedged clients would hang as well, and nothing of the
-    # open transaction may be committed on the way out.
-    log.critical("%s: the Kafka client is wedged; exiting for a restart", why)
-    logging.shutdown()
-    os._exit(EXIT_WEDGED)
+        self._watchdog.close()

@@ -12,6 +12,8 @@ from common.runloop import Message
 from common.topics import Source, Topics
 from common.transactional import Output
 from demux import fulfillment, ous, system, usage, web
+from demux.reframe import Reframer
+from demux.rules import DiscreteEvent
 
 STAGE = DEMUX
 RULES = {rule.ENTITY: rule for rule in (fulfillment, usage, web, ous)} | dict.fromkeys(
@@ -30,11 +32,16 @@ class Demux:
         self.codec = codec
         # Per DE name, its topic and header, built once: a few hundred names at most.
         self._routes: dict[str, tuple[str, list[tuple[str, bytes]]]] = {}
+        # Proctoring records re-framed without a decode and an encode (the same bytes).
+        self._reframe = Reframer(codec, STAGE)
 
     def input_topics(self) -> list[str]:
         return [self.topics.canonical]
 
     def __call__(self, msg: Message) -> Sequence[Output]:
+        de = self._reframe(msg.value())
+        if de is not None:
+            return [self._output(de)]
         event = CanonicalEvent.decode(self.codec, msg.value())
         rule = RULES.get(event.entity_type)
         if rule is None:
@@ -43,11 +50,11 @@ class Demux:
                 f"no discrete events for {event.entity_type!r}",
                 field="entity_type",
             )
-        out = []
-        for de in rule.fan_out(event, self.codec, STAGE):
-            route = self._routes.get(de.name)
-            if route is None:
-                route = (self.topics.sink("demux", de.name), [("da-de-name", de.name.encode())])
-                self._routes[de.name] = route
-            out.append(Output(route[0], de.key.encode(), de.value, route[1]))
-        return out
+        return [self._output(de) for de in rule.fan_out(event, self.codec, STAGE)]
+
+    def _output(self, de: DiscreteEvent) -> Output:
+        route = self._routes.get(de.name)
+        if route is None:
+            route = (self.topics.sink("demux", de.name), [("da-de-name", de.name.encode())])
+            self._routes[de.name] = route
+        return Output(route[0], de.key.encode(), de.value, route[1])

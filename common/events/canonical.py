@@ -132,10 +132,14 @@ class CanonicalEvent(msgspec.Struct, frozen=True):
                 "occurred_at": self.occurred_at,
                 "received_at": self.received_at,
                 "actor_id": self.actor_id,
-                "attributes": dict(self.attributes),
+                # fastavro takes a dict only; GEP's formats build dicts, so mostly no copy.
+                "attributes": a if type(a := self.attributes) is dict else dict(a),
                 "usage": None if self.usage is None else self.usage.to_avro(),
                 "system": None if self.system is None else self.system.to_avro(),
-                "impacts": [{"entity": i.entity, "metric": i.metric} for i in self.impacts],
+                # Most events have no impacts: an empty list without a comprehension's call.
+                "impacts": [{"entity": i.entity, "metric": i.metric} for i in self.impacts]
+                if self.impacts
+                else [],
             },
         )
 

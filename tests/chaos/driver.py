@@ -34,7 +34,7 @@ from common.events import FulfillmentEvent
 from common.kafka import ensure_topics, producer_config
 from common.settings import Settings
 from common.topics import Topics
-from common.transactional import EXIT_WEDGED
+from common.wedge import EXIT_WEDGED
 from dep import registry
 from tests import learning_check
 from tests.chaos import converge, poison

@@ -27,7 +27,7 @@ import pytest
 from common.kafka import ServiceUnavailable
 from common.observe import EXIT_UNHEALTHY
 from common.settings import Settings
-from common.transactional import EXIT_WEDGED
+from common.wedge import EXIT_WEDGED
 from tests.cluster.cluster import (
     BROKERS,
     broker,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -94,19 +95,21 @@ def test_init_is_repeated_while_the_broker_is_away(monkeypatch: pytest.MonkeyPat
     assert producer.calls == ["init_transactions"] * 3
 
 
-class Wedged(Exception):
-    pass
-
-
 def test_a_call_that_never_returns_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
     never = threading.Event()
     producer = FakeProducer()
-    monkeypatch.setattr(producer, "send_offsets_to_transaction", lambda *a, **k: never.wait(30))
+    stuck: list[bool] = []
+
+    def hang(*_a: object, **_k: object) -> None:
+        stuck.append(never.wait(30))
+
+    monkeypatch.setattr(producer, "send_offsets_to_transaction", hang)
+    reasons: list[str] = []
 
     def wedged(why: str) -> None:
-        raise Wedged(why)
+        # The real one ends the process; here the hung call is let go so the test can look.
+        reasons.append(why)
+        never.set()
 
     monkeypatch.setattr(Stopper, "wait", lambda self, s: False)
     proc = TransactionalProcessor(
@@ -119,10 +122,21 @@ def test_a_call_that_never_returns_ends_the_process(monkeypatch: pytest.MonkeyPa
         stop=Stopper(),
         wedged=wedged,
     )
-    with pytest.raises(Wedged):
+    proc.process(FakeConsumer({}), messages("in", [b"a"]))
+    # The watcher ended the wait (True), not the call's own 30 s, while the call hung.
+    assert stuck == [True] and len(reasons) == 1 and "ran past" in reasons[0]
+
+
+def test_transaction_calls_share_one_watcher_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = FakeProducer()
+    proc = processor(producer, monkeypatch)
+    before = threading.active_count()
+    for _ in range(20):
         proc.process(FakeConsumer({}), messages("in", [b"a"]))
-    assert "commit_transaction" not in producer.calls and producer.visible == []
-    never.set()
+    assert threading.active_count() == before  # no thread per call, none left behind
+    assert producer.calls.count("commit_transaction") == 20
+    proc.close()
+    assert threading.active_count() == before - 1  # its watcher ended with it
 
 
 def deep(msg: Message) -> Sequence[Output]:
