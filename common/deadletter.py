@@ -148,6 +148,14 @@ def dead_letter(
     )
 
 
+def source_of(dl: DeadLetter) -> tuple[str, int, int] | None:
+    """The (topic, partition, offset) of the consumed message a dead letter is of, if any."""
+    topic, partition, offset = (header(dl.headers, h) for h in (H_TOPIC, H_PARTITION, H_OFFSET))
+    if topic is None or partition is None or offset is None:
+        return None
+    return topic, int(partition), int(offset)
+
+
 def stripped(dl: DeadLetter) -> DeadLetter:
     """A dead letter the broker refused even so (its limit is below ``DA_MAX_MESSAGE_BYTES``):
     the headers that say why, and what was cut, without the value."""

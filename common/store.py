@@ -11,7 +11,9 @@ Commit sequence:
    caused: ``common.faults.MESSAGE_FAULTS``) is a dead letter, and so is one condemned before
    (quarantined by ``common.guard``);
 2. produce the dead letters and wait until the broker has them (they must be durable before the
-   offsets that pass them are; a crash right after may write one twice, never lose one);
+   offsets that pass them are; a process that dies right after may write one twice, never lose
+   one; a batch retried by the same process, after PostgreSQL went away say, skips the letters
+   the broker already has);
 3. in one database transaction: compare-and-set the stored offsets of every partition in the
    batch in one statement (``common.offsets``: a zombie that lost a partition finds the offset
    moved and rolls back), run the DEP's handler (a poison event the decoder could not see, or
@@ -45,6 +47,7 @@ from common.deadletter import (
     DeadLetterLimit,
     dead_letter,
     deliver,
+    source_of,
     stripped,
 )
 from common.errors import InvalidEvent, TransientError
@@ -121,6 +124,9 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
         self.timeout_s = timeout_s
         self.limit = limit
         self.dead_lettered = 0
+        # Dead letters the broker has, of messages whose batch has not committed yet: a batch
+        # retried after a transient fault (PostgreSQL restarting, say) does not write them again.
+        self._sent: set[MessageId] = set()
         self._timers = handler if isinstance(handler, TickHandler) else None
         self._every = Every(tick_interval_s)
 
@@ -194,6 +200,7 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
             except InvalidEvent:
                 letters += self._one_by_one(conn, cur, events, kept)
             self._publish(letters)  # Step 2
+        self._sent.difference_update(message_id(m) for m in batch)
         self.offsets.committed(offsets)
         self.dead_lettered += len(letters)
 
@@ -219,11 +226,13 @@ class StoreProcessor(OffsetsInDatabase, Generic[E]):
     def _publish(self, letters: list[DeadLetter]) -> None:
         """Every dead letter acknowledged, or the batch is retried; one the broker refuses for
         its size goes again as headers only."""
+        letters = [dl for dl in letters if source_of(dl) not in self._sent]
         if not letters:
             return
         refused = self._deliver(letters)
         if refused and self._deliver([stripped(letters[i]) for i in refused]):
             raise TransientError("the broker refuses even a dead letter without its value")
+        self._sent.update(s for dl in letters if (s := source_of(dl)) is not None)
 
     def _deliver(self, letters: list[DeadLetter]) -> list[int]:
         topic = self.dead_letter_topic

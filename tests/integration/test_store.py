@@ -3,9 +3,10 @@ messages dead-lettered, and a zombie's batch rolled back by the offset compare-a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,7 +19,7 @@ from common.events import FulfillmentEvent, Lineage
 from common.kafka import ensure_topics, make_producer
 from common.launch import run_store
 from common.names import dep_stage
-from common.runloop import Message, Stopper
+from common.runloop import Message, Stopper, rewind
 from common.settings import Settings
 from common.store import Cursor, StoreProcessor
 from common.topics import Topics
@@ -215,3 +216,69 @@ def test_an_event_the_database_rejects_is_dead_lettered(settings: Settings) -> N
     _setup(settings, rows[:10], [nul])
     _setup(settings, rows[10:])
     assert _run_until_done(settings, rows, extra=1) == [(nul, "rejected_by_database")]
+
+
+class DropsTheConnectionAfterFlush:
+    """A producer that, once the broker has acknowledged what it flushed (the batch's dead
+    letters), has PostgreSQL drop the DEP's connection: the batch's commit then fails after its
+    dead letters are out, as when the database restarts at that moment."""
+
+    def __init__(self, settings: Settings, drops: int) -> None:
+        self.inner = make_producer(settings)
+        self.settings = settings
+        self.drops = drops
+        self.backend_pid: Callable[[], int] = lambda: 0
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        self.inner.produce(*args, **kwargs)
+
+    def flush(self, timeout: float) -> int:
+        remaining = self.inner.flush(timeout)
+        if self.drops:
+            self.drops -= 1
+            with psycopg.connect(self.settings.database_url_for(DEP), autocommit=True) as admin:
+                # The backend ends when it gets to the signal: wait for it, so the commit that
+                # follows cannot slip in first.
+                admin.execute("SELECT pg_terminate_backend(%s, 10000)", (self.backend_pid(),))
+        return remaining
+
+
+def test_a_retried_batch_does_not_dead_letter_again(settings: Settings) -> None:
+    rows = [{k: str(v) for k, v in asdict(r).items()} for r in generate(seed=7, count=6)]
+    poison = b"not avro at all"
+    db.migrate(settings, registry.all_migrations())
+    dlq = Topics(settings.namespace).dead_letter(STAGE)
+    ensure_topics(settings, [dlq])
+    values = (
+        [_de(r).encode(CODEC) for r in rows[:3]]
+        + [poison]
+        + [_de(r).encode(CODEC) for r in rows[3:]]
+    )
+    consumer = FakeConsumer(
+        {("de", 0): [FakeMessage(v, _topic="de", _offset=i) for i, v in enumerate(values)]}
+    )
+    producer = DropsTheConnectionAfterFlush(settings, drops=1)
+    proc = StoreProcessor(
+        STAGE,
+        "g",
+        registry.get(DEP).build(settings, CODEC),
+        lambda: db.connect(settings, dep=DEP),
+        producer,  # type: ignore[arg-type]
+        dlq,
+        timeout_s=10,
+        limit=DeadLetterLimit(0.5),
+        stop=Stopper(),
+    )
+    producer.backend_pid = lambda: proc._db().info.backend_pid
+    consumer.subscribe(["de"], on_assign=proc.assigned)
+    batch: list[Message] = list(consumer.consume(100))
+    assert len(batch) == len(values), batch
+    with pytest.raises(psycopg.OperationalError):  # after the dead letter was acknowledged
+        proc.process(consumer, batch)
+    rewind(consumer, batch)
+    proc.process(consumer, list(consumer.consume(100)))
+    proc.close()
+    with db.connect(settings, dep=DEP) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (len(rows),)
+    letters = read_topic(settings, dlq, expect=1, linger_s=3)
+    assert [(m.value(), header(m.headers(), H_REASON)) for m in letters] == [(poison, "not_avro")]
