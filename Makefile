@@ -61,15 +61,17 @@ demo-stop:
 # Fault injection at scale (CHAOS_EVENTS raw events, 70 % proctoring, 30 % learning); its
 # figures go to docs/reliability.md. Under deliberate load and another seed:
 # make chaos CHAOS_LOAD=2 CHAOS_SEED=3; a million events through 100 faults at least:
-# make chaos CHAOS_EVENTS=1000000 CHAOS_MIN_FAULTS=100. After the stream the run waits for the
+# make chaos CHAOS_EVENTS=1000000 CHAOS_MIN_FAULTS=100 CHAOS_BROKERS=3 (a 3-broker cluster and
+# its broker faults; CHAOS_BROKERS=1, the default, restarts the one broker). After the stream the run waits for the
 # tables while the pipeline moves, and fails once nothing moved for CHAOS_STILL seconds.
 CHAOS_EVENTS ?= 100000
 CHAOS_LOAD ?= 0
 CHAOS_SEED ?= 1
 CHAOS_MIN_FAULTS ?= 0
 CHAOS_STILL ?= 300
+CHAOS_BROKERS ?= 1
 chaos: deps
-	$(PY) -m tests.chaos.driver --events $(CHAOS_EVENTS) --rate 2000 --fault-every 5 --seed $(CHAOS_SEED) --load $(CHAOS_LOAD) --min-faults $(CHAOS_MIN_FAULTS) --still $(CHAOS_STILL) --record docs/reliability.md
+	$(PY) -m tests.chaos.driver --events $(CHAOS_EVENTS) --rate 2000 --fault-every 5 --seed $(CHAOS_SEED) --brokers $(CHAOS_BROKERS) --load $(CHAOS_LOAD) --min-faults $(CHAOS_MIN_FAULTS) --still $(CHAOS_STILL) --record docs/reliability.md
 
 # Poison messages of every class and random adversarial ones through the real processes, for
 # FUZZ_MINUTES; its figures go to docs/reliability.md.
