@@ -68,13 +68,15 @@ class BrokerFaults:
         addresses = cluster.bootstrap(self.state).split(",")
         # A paused broker holds every request sent to it: ask the other two.
         others = ",".join(a for n, a in enumerate(addresses, 1) if n != victim)
+        began = time.monotonic()
         self._broker("pause", victim)
 
         def dropped() -> bool:
             lagging = replicas_out_of_sync(others, self.namespace)
             return any(victim in out for out in lagging.values())
 
-        self._note("broker-pause", "out of the ISR after", self._until(dropped, "out of the ISR"))
+        self._until(dropped, "out of the ISR")
+        self._note("broker-pause", "paused, out of the ISR", time.monotonic() - began)
         self.wait(self.rng.uniform(1.0, 5.0))
         self._broker("resume", victim)
 

@@ -186,14 +186,18 @@ def _run(
             daemon=True,
         )
         emitter.start()
-        next_fault = time.monotonic() + fault_every_s
+        began = time.monotonic()
+        next_fault = began + fault_every_s
         while emitter.is_alive() or sum(chaos.injected.values()) < min_faults:
             chaos.supervise()
             if time.monotonic() >= next_fault:
                 chaos.inject()
                 next_fault = time.monotonic() + fault_every_s * chaos.rng.uniform(0.5, 1.5)
+            if not emitter.is_alive() and not report.stream_s:
+                report.stream_s = round(time.monotonic() - began, 1)
             time.sleep(0.2)
         emitter.join()
+        report.faults_s = round(time.monotonic() - began, 1)
         chaos.scale_back()
         want, want_learning = expected_tables(stream.proctoring), expected(stream.learning)
         ended = time.monotonic()

@@ -52,12 +52,12 @@ def test_the_record_shows_the_brokers_the_faults_by_kind_and_the_recovery(tmp_pa
     report = Report(
         brokers=3,
         faults={"broker-pause": 2, "controller-kill": 1},
-        recovery={"broker-pause: out of the ISR after": [9.5, 12.0, 30.1]},
+        recovery={"broker-pause: paused, out of the ISR": [9.5, 12.0, 30.1]},
     )
     table = render(report)
     assert "| Kafka brokers | 3 (KRaft, replication factor 3, min.insync.replicas 2) |" in table
     assert "broker-pause 2, controller-kill 1" in table
-    assert "out of the ISR after: 3x, median 12, max 30.1" in table
+    assert "paused, out of the ISR: 3x, median 12, max 30.1" in table
     doc = tmp_path / "reliability.md"
     record(doc, "--brokers 3", table, report)
     assert "controller-kill 1" in doc.read_text() and "FAIL" in doc.read_text()
