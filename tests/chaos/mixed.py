@@ -1,7 +1,8 @@
 """The chaos run's input: a mixed stream of proctoring events (``da sample``'s CSV rows),
 learning raw messages (``da sample learning``'s class), each out of order with some sent twice,
 and OUS workflow commands (``da sample workflow``: illegal moves, unknown states, a repeated id,
-both body shapes; in order per OUS, as their senders keep it), interleaved at random (the poison
+both body shapes; then each OUS a random way along its life-cycle; in order per OUS, as their
+senders keep it), interleaved at random (the poison
 among them is ``tests.chaos.poison``'s).
 
 The learning sample is one class scaled by the generator's parameters (students, units, lessons)
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from cli.emit_input import Message, Row, read_jsonl, to_message
@@ -85,6 +87,7 @@ def make_stream(seed: int, mix: Mix) -> Stream:
     proct = [to_message(Row(n, r)) for n, r in enumerate(rows, 1)]
     # Not the lines GEP refuses (keyed "x": no OUS): the poison is the run's only bad input.
     commands = [r for r in sample_workflow(seed, mix.ous, reply_to=None) if r["key"] != "x"]
+    commands += walks(rng, commands)
     workflow = [m for m in read_jsonl(json.dumps(r) for r in commands) if isinstance(m, Message)]
     if len(workflow) != len(commands):
         raise ValueError("a workflow command did not become a message")
@@ -95,6 +98,43 @@ def make_stream(seed: int, mix: Mix) -> Stream:
     )
     learned = [(r["format"], r["value"]) for r in lines]
     return Stream(messages, rows, learned, [_command(r) for r in commands], len(held))
+
+
+# Where ReadyForProcessing leads, one step at a time, as the processing actors and people take an
+# OUS on (``tests/e2e/test_workflow_pipeline.py`` runs the actors themselves).
+ONWARD = (
+    "Processing",
+    "ReadyForReview",
+    "Reviewing",
+    "Verified",
+    "DeliveryInProgress",
+    "Delivered",
+)
+WALKS_FROM = datetime(2026, 6, 1, tzinfo=UTC)  # after every command of the sample's
+
+
+def walks(rng: random.Random, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each OUS of ``commands`` (all left in ReadyForProcessing) taken on a random number of steps
+    towards Delivered, now and then through a processing problem and back; after all of
+    ``commands``, so every OUS's commands stay in order."""
+    out: list[dict[str, Any]] = []
+    for uid in dict.fromkeys(r["key"] for r in commands):
+        moves: list[str] = []
+        for target in ONWARD[: rng.randint(0, len(ONWARD))]:
+            if target == "ReadyForReview" and rng.random() < 0.2:
+                moves += ["ProcessingProblem", "ReadyForProcessing", "Processing"]
+            moves.append(target)
+        for target in moves:
+            at = WALKS_FROM + timedelta(minutes=len(out))
+            body = {
+                "id": f"walk-{len(out):06d}",
+                "operation": "set-state",
+                "ousUID": uid,
+                "value": target,
+                "timestamp": int(at.timestamp() * 1000),
+            }
+            out.append({"format": "xtss", "key": uid, "value": body})
+    return out
 
 
 def _command(record: dict[str, Any]) -> tuple[str, str, str | None]:

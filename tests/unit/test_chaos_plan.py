@@ -12,6 +12,7 @@ from tests.chaos import brokers
 from tests.chaos.faults import KINDS, kinds
 from tests.chaos.mixed import Mix, make_stream
 from tests.chaos.report import Report, record, render
+from tests.ous_oracle import MOVES
 
 
 def test_a_cluster_run_has_every_broker_fault_and_no_single_broker_restart() -> None:
@@ -32,12 +33,22 @@ def test_workflow_commands_keep_their_order_per_ous_and_parse_in_both_shapes() -
     # (what a sender keeps): the stream's commands, read back from the bytes sent, per OUS.
     read = [_parsed(m.value) for m in sent]
     assert read == stream.workflow
-    per_ous: dict[str, list[tuple[str, str, str | None]]] = {}
-    for command in stream.workflow:
-        per_ous.setdefault(command[0], []).append(command)
+    # The sample's commands first, then each OUS's walk on: legal moves from ReadyForProcessing.
     generated = [c for c in sample_workflow(3, 40, reply_to=None) if c["key"] != "x"]
-    assert len(generated) == len(read)
-    assert all(ops[-1][1] in ("set-state", "clear-exec") for ops in per_ous.values())
+    assert [
+        _parsed(json.dumps(c["value"]).encode()) if "value" in c else _text(c) for c in generated
+    ] == stream.workflow[: len(generated)]
+    walked = stream.workflow[len(generated) :]
+    assert walked and {op for _, op, _ in walked} == {"set-state"}
+    now: dict[str, str] = {}
+    for uid, _, target in walked:
+        assert target in MOVES[now.get(uid, "ReadyForProcessing")], (uid, now.get(uid), target)
+        now[uid] = target or ""
+    assert "Delivered" in now.values() and "ProcessingProblem" in {t for _, _, t in walked}
+
+
+def _text(record: dict[str, str]) -> tuple[str, str, str | None]:
+    return _parsed(record["text"].encode())
 
 
 def _parsed(value: bytes) -> tuple[str, str, str | None]:
