@@ -63,7 +63,7 @@ class BrokerFaults:
             self._note(kind, "old controller back", self._broker("start", active))
         else:
             raise ValueError(f"no broker fault {kind!r}")
-        self._note(kind, "replicas in sync", self._in_sync(cluster.bootstrap(self.state)))
+        self._note(kind, "replicas in sync", self.in_sync())
 
     def _pause(self, victim: int) -> None:
         addresses = cluster.bootstrap(self.state).split(",")
@@ -106,7 +106,9 @@ class BrokerFaults:
             raise RuntimeError(f"no node of {self.state} has recorded a quorum leader")
         return found
 
-    def _in_sync(self, bootstrap: str) -> float:
+    def in_sync(self) -> float:
+        """Wait until every replica of the run's topics is in sync; the seconds it took."""
+        bootstrap = cluster.bootstrap(self.state)
         return self._until(
             lambda: replicas_out_of_sync(bootstrap, self.namespace) == {}, "replicas in sync"
         )

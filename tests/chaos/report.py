@@ -51,7 +51,9 @@ class Report:
 
 
 def _by_domain(figures: dict[str, int]) -> str:
-    parts = ", ".join(f"{d} {figures.get(d, 0):,}" for d in DOMAINS)
+    parts = ", ".join(
+        f"{d} {figures[d]:,}" if d in figures else f"{d} not counted" for d in DOMAINS
+    )
     return f"{sum(figures.values()):,} ({parts})"
 
 
