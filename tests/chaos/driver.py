@@ -175,9 +175,9 @@ def _run(
     stages = Stages(env, workdir / "logs", COMMANDS)
     chaos = Chaos(stages, stack_dir, seed, brokers, settings.namespace)
     if brokers > 1:
-        # `ensure_topics` returns once the controller has the topics, while each broker may
-        # still be creating its replicas (half a minute on a busy machine): the faults start on
-        # a steady cluster, as they would on a deployed one.
+        # `ensure_topics` returns once each partition's leader serves it; the followers may
+        # still be making their replicas: the faults start on a steady cluster, as they would on
+        # a deployed one.
         report.recovery["topics created: replicas in sync"] = [round(chaos.cluster.in_sync(), 1)]
     chaos.start()
     poisoned: Counter[str] = Counter()
