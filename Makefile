@@ -12,7 +12,7 @@ help:
 	@echo "make test   - install what is needed, lint (ruff, mypy --strict) and run the whole suite"
 	@echo "make bench  - each stage against its bare-client ceiling, the pipeline, latency, codec"
 	@echo "              (docs/benchmarks.md; quick: make bench BENCH_EVENTS=20000 BENCH_REPS=1)"
-	@echo "make chaos  - CHAOS_EVENTS (100,000) through kills, scaling, broker and database restarts, poison"
+	@echo "make chaos  - CHAOS_EVENTS (100,000) through kills, scaling, broker and database restarts, poison; CHAOS_BROKERS=3: a 3-broker cluster and its broker faults"
 	@echo "make fuzz   - nasty and random adversarial messages through every stage (FUZZ_MINUTES=20)"
 	@echo "make cluster - the pipeline on a 3-broker cluster through broker faults (docs/reliability.md)"
 	@echo "make load-test - a 100,000-event initial load beside live traffic (LOAD_EVENTS=N)"
@@ -58,18 +58,21 @@ demo: deps
 demo-stop:
 	bash deploy/demo.sh stop
 
-# Fault injection at scale (CHAOS_EVENTS raw events, 70 % proctoring, 30 % learning); its
-# figures go to docs/reliability.md. Under deliberate load and another seed:
+# Fault injection at scale (CHAOS_EVENTS raw events: 65 % proctoring, 30 % learning, 5 % OUS
+# workflow commands); its figures go to docs/reliability.md. Under deliberate load and another seed:
 # make chaos CHAOS_LOAD=2 CHAOS_SEED=3; a million events through 100 faults at least:
-# make chaos CHAOS_EVENTS=1000000 CHAOS_MIN_FAULTS=100. After the stream the run waits for the
-# tables while the pipeline moves, and fails once nothing moved for CHAOS_STILL seconds.
+# make chaos CHAOS_EVENTS=1000000 CHAOS_MIN_FAULTS=100 CHAOS_BROKERS=3 (a 3-broker cluster and
+# its broker faults; CHAOS_BROKERS=1, the default, restarts the one broker). After the stream
+# the run waits for the tables while the pipeline moves, and fails once nothing moved for
+# CHAOS_STILL seconds.
 CHAOS_EVENTS ?= 100000
 CHAOS_LOAD ?= 0
 CHAOS_SEED ?= 1
 CHAOS_MIN_FAULTS ?= 0
 CHAOS_STILL ?= 300
+CHAOS_BROKERS ?= 1
 chaos: deps
-	$(PY) -m tests.chaos.driver --events $(CHAOS_EVENTS) --rate 2000 --fault-every 5 --seed $(CHAOS_SEED) --load $(CHAOS_LOAD) --min-faults $(CHAOS_MIN_FAULTS) --still $(CHAOS_STILL) --record docs/reliability.md
+	$(PY) -m tests.chaos.driver --events $(CHAOS_EVENTS) --rate 2000 --fault-every 5 --seed $(CHAOS_SEED) --brokers $(CHAOS_BROKERS) --load $(CHAOS_LOAD) --min-faults $(CHAOS_MIN_FAULTS) --still $(CHAOS_STILL) --record docs/reliability.md
 
 # Poison messages of every class and random adversarial ones through the real processes, for
 # FUZZ_MINUTES; its figures go to docs/reliability.md.

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 
 from common.kafka_properties import kafka_variable
@@ -232,6 +232,11 @@ def check_kafka(settings: Settings, timeout_s: float | None = None) -> None:
                 ) from None
 
 
+# How long new topics' partitions may take to be served by their leaders: each broker creates its
+# replicas after the controller has the topic, half a minute for a run's topics on a busy machine.
+TOPICS_SERVED_S = 180.0
+
+
 def min_insync_replicas(replication_factor: int) -> int:
     """How many replicas must have a write before it is acknowledged (``acks=all``): 2 of 3, so
     one broker may be lost or restarted while writes go on and an acknowledged write survives
@@ -273,12 +278,39 @@ def ensure_topics(
     # Created is not yet visible: the broker's metadata follows the controller a moment later,
     # and a stage started right after `da topics ensure` must not find its topic missing.
     deadline = time.monotonic() + settings.io_timeout_s
+    listed = {}
     while time.monotonic() < deadline:
         listed = admin.list_topics(timeout=settings.io_timeout_s).topics
         if all(n in listed and listed[n].partitions for n in wanted):
             break
         time.sleep(0.1)
+    _until_served(admin, [TopicPartition(n, p) for n in wanted for p in listed[n].partitions])
     return sorted(created)
+
+
+def _until_served(admin: AdminClient, partitions: list[TopicPartition]) -> None:
+    """Wait until each partition's leader has made its log and answers for it. On a cluster the
+    controller names a leader before that broker has created the partition, and an idempotent
+    producer writing at once lost its very first message while told it was delivered (the
+    leader then took the second one as the producer's first: a chaos run found it)."""
+    deadline = time.monotonic() + TOPICS_SERVED_S
+    waiting, latest = partitions, OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    while waiting:
+        futures = admin.list_offsets(dict.fromkeys(waiting, latest), request_timeout=10)
+        failed = []
+        for tp, future in futures.items():
+            try:
+                future.result()
+            except KafkaException:
+                failed.append(tp)
+        waiting = failed
+        if waiting and time.monotonic() > deadline:
+            names = sorted({f"{tp.topic}/{tp.partition}" for tp in waiting})
+            raise ServiceUnavailable(
+                f"created, but no leader serves {', '.join(names[:5])} after {TOPICS_SERVED_S:g}s"
+            )
+        if waiting:
+            time.sleep(0.5)
 
 
 def connected_members(settings: Settings, timeout_s: float = 10.0) -> dict[str, int]:

@@ -90,6 +90,12 @@ def status() -> None:
 def broker(
     action: str = typer.Argument(..., help=f"One of: {', '.join(cluster.ACTIONS)}."),
     number: int = typer.Argument(..., help="The broker, 1 to 3."),
+    timeout: float = typer.Option(
+        300.0,
+        "--timeout",
+        help="start, restart: seconds the broker may take to be back (it recovers every "
+        "partition's log first, which is slow on a busy machine).",
+    ),
 ) -> None:
     """Inject a fault into one broker of a `--brokers 3` stack, or mend it: stop (controlled
     shutdown), kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT), start, restart. start and
@@ -97,7 +103,7 @@ def broker(
     if action not in cluster.ACTIONS:
         raise typer.BadParameter(f"{action!r} is not one of {', '.join(cluster.ACTIONS)}")
     state = state_dir()
-    _say(cluster.act(state, number, action))
+    _say(cluster.act(state, number, action, timeout_s=timeout))
     for shown in cluster.brokers(state):
         _say(shown.line())
 

@@ -4,7 +4,8 @@ seeded schedule, then every table and DE topic checked against the independent c
 (``tests.oracle``, ``tests.learning_oracle``). ``make chaos`` runs it large and records its
 figures; ``tests/chaos/test_chaos.py`` runs a small seeded version in ``make test``.
 
-It starts its own Kafka broker and PostgreSQL (``da stack up`` in a work directory), because
+It starts its own Kafka broker (or, with ``--brokers 3``, a three-broker KRaft cluster with every
+topic on all three, two in sync) and PostgreSQL (``da stack up`` in a work directory), because
 restarting them is part of the schedule.
 """
 
@@ -46,6 +47,9 @@ from tests.e2e.test_fulfillment_pipeline import check_tables
 from tests.kafka_read import read_topic
 from tests.learning_oracle import expected
 from tests.oracle import expected_tables
+from tests.ous_oracle import expected as ous_expected
+from tests.workflow_check import check_tables as check_workflow
+from tests.workflow_check import logged_commands
 
 log = logging.getLogger("chaos")
 
@@ -106,11 +110,15 @@ def run(
     min_faults: int = 0,
     poison_every: int = 997,
     load: int = 0,
+    brokers: int = 1,
 ) -> Report:
     """``min_faults``: keep injecting after the stream ended until that many were injected.
-    ``load``: CPU busy-loop processes kept running alongside, for a deliberately busy machine."""
+    ``load``: CPU busy-loop processes kept running alongside, for a deliberately busy machine.
+    ``brokers``: 1, or 3 for a cluster (and its broker faults)."""
     with cpu_burners(load):
-        report = _run(workdir, seed, mix, rate, fault_every_s, still_s, min_faults, poison_every)
+        report = _run(
+            workdir, seed, mix, rate, fault_every_s, still_s, min_faults, poison_every, brokers
+        )
     report.cpu_burners = load
     return report
 
@@ -124,11 +132,15 @@ def _run(
     still_s: float,
     min_faults: int,
     poison_every: int,
+    brokers: int,
 ) -> Report:
-    report = Report()
+    report = Report(brokers=brokers)
     t0 = time.monotonic()
     stack_dir = workdir / "stack"
-    info = start_stack(stack_dir)
+    info = start_stack(stack_dir, brokers)
+    # On a cluster a leader lost with its broker moves only once the controller has fenced the
+    # broker (~9 s): the deployed I/O timeout, as the cluster tests have it.
+    io_timeout_s = 10 if brokers == 1 else 30
     settings = Settings(
         kafka_bootstrap_servers=info.kafka_bootstrap_servers,
         database_url=info.database_url,
@@ -138,7 +150,8 @@ def _run(
         partitions=6,
         batch_size=500,
         poll_timeout_s=0.2,
-        io_timeout_s=10,
+        io_timeout_s=io_timeout_s,
+        replication_factor=info.replication_factor,
     )
     env = {
         "DA_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -148,7 +161,8 @@ def _run(
         "DA_DATABASE_SCHEMA": settings.database_schema,
         "DA_BATCH_SIZE": "500",
         "DA_POLL_TIMEOUT_S": "0.2",
-        "DA_IO_TIMEOUT_S": "10",
+        "DA_IO_TIMEOUT_S": str(io_timeout_s),
+        "DA_REPLICATION_FACTOR": str(info.replication_factor),
         "DA_LOG_LEVEL": "DEBUG",
     }
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DA_")}, **env}
@@ -159,7 +173,12 @@ def _run(
     report.distinct_events = {d: stream.count(d, distinct=True) for d in DOMAINS}
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     stages = Stages(env, workdir / "logs", COMMANDS)
-    chaos = Chaos(stages, stack_dir, seed)
+    chaos = Chaos(stages, stack_dir, seed, brokers, settings.namespace)
+    if brokers > 1:
+        # `ensure_topics` returns once each partition's leader serves it; the followers may
+        # still be making their replicas: the faults start on a steady cluster, as they would on
+        # a deployed one.
+        report.recovery["topics created: replicas in sync"] = [round(chaos.cluster.in_sync(), 1)]
     chaos.start()
     poisoned: Counter[str] = Counter()
     watching = threading.Event()
@@ -172,24 +191,33 @@ def _run(
             daemon=True,
         )
         emitter.start()
-        next_fault = time.monotonic() + fault_every_s
+        began = time.monotonic()
+        next_fault = began + fault_every_s
         while emitter.is_alive() or sum(chaos.injected.values()) < min_faults:
             chaos.supervise()
             if time.monotonic() >= next_fault:
                 chaos.inject()
                 next_fault = time.monotonic() + fault_every_s * chaos.rng.uniform(0.5, 1.5)
+            if not emitter.is_alive() and not report.stream_s:
+                report.stream_s = round(time.monotonic() - began, 1)
             time.sleep(0.2)
         emitter.join()
+        report.faults_s = round(time.monotonic() - began, 1)
         chaos.scale_back()
         want, want_learning = expected_tables(stream.proctoring), expected(stream.learning)
+        ended = time.monotonic()
         report.table_problems = converge.wait(
             lambda: (
                 check_tables(settings, want) + learning_check.check_tables(settings, want_learning)
+                or _workflow(settings, stream, poisoned, report)
             ),
             lambda: converge.committed(settings, list(COMMANDS)),
             still_s,
             chaos.supervise,
         )
+        report.recovery["tables equal the oracle, after the stream"] = [
+            round(time.monotonic() - ended, 1)
+        ]
         with contextlib.suppress(psycopg.Error):
             report.parked_ever = learning_check.parked_ever(settings)
         _count_outputs(settings, stream.proctoring, report)
@@ -200,6 +228,7 @@ def _run(
         watching.set()
         exits = stages.stop_all()
         report.faults, report.unplanned_exits = dict(chaos.injected), dict(chaos.unplanned_exits)
+        report.recovery = {**chaos.cluster.recovery, **report.recovery}
         report.stop_exits = dict(Counter(exits.values()))
         report.seconds = round(time.monotonic() - t0, 1)
         # An instance that exited on its own just before its stop (a start-up while PostgreSQL
@@ -217,6 +246,24 @@ def _run(
         # A failed run keeps the broker's and the database's logs (and data) to look into.
         stop_stack(stack_dir, purge=report.passed)
     return report
+
+
+def _workflow(
+    settings: Settings, stream: Stream, poisoned: Counter[str], report: Report
+) -> list[str]:
+    """The OUS tables against the oracle applied to the commands as logged (their order of
+    record), and each command sent logged exactly once. Asked once the other tables match: the
+    state service's input is read whole."""
+    topics = Topics(settings.namespace)
+    expect = len(stream.workflow) + poisoned[topics.sink_bucket("demux", "ous")]
+    logged = logged_commands(settings, expect, skip_key=learning_check.POISON_KEY)
+    got = Counter((c.uid, c.op, c.value) for c in logged)
+    sent = Counter(stream.workflow)
+    report.lost["workflow"] = sum((sent - got).values())
+    report.duplicates["workflow"] = sum((got - sent).values())
+    want = ous_expected(logged, topics.replies, settings.max_hops)
+    report.ous_states = dict(Counter(str(s[0]) for s in want.status.values()))
+    return check_workflow(settings, want)
 
 
 def _count_outputs(settings: Settings, rows: list[dict[str, str]], report: Report) -> None:
@@ -266,6 +313,9 @@ def main() -> None:
     parser.add_argument("--fault-every", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--brokers", type=int, choices=(1, 3), default=1, help="Kafka brokers; 3 adds broker faults"
+    )
+    parser.add_argument(
         "--load", type=int, default=0, help="CPU busy-loop processes to run alongside"
     )
     parser.add_argument(
@@ -299,6 +349,7 @@ def main() -> None:
         still_s=args.still,
         min_faults=args.min_faults,
         load=args.load,
+        brokers=args.brokers,
     )
     table = render(report)
     print(table)
@@ -310,7 +361,8 @@ def main() -> None:
         )
         arguments = (
             f"{size} --units {args.units} --lessons {args.lessons} --rate {args.rate:g} "
-            f"--fault-every {args.fault_every:g} --seed {args.seed} --load {args.load} "
+            f"--fault-every {args.fault_every:g} --seed {args.seed} --brokers {args.brokers} "
+            f"--load {args.load} "
             f"--min-faults {args.min_faults} --still {args.still:g}"
         )
         record(args.record, arguments, table, report)

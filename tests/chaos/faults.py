@@ -1,12 +1,13 @@
 """The faults the chaos driver injects, and the supervisor that restarts what dies.
 
 Every kind runs on a seeded schedule: SIGKILL a stage instance and restart it; scale a stage out
-to three instances and, at its next turn, back to one (SIGTERM); restart the Kafka broker;
-restart PostgreSQL; and scale a DEP in while PostgreSQL restarts (the instances leaving are
-then waiting for the database in their assignment callback, the one staying takes their
-partitions over as the database comes back). The supervisor plays the orchestrator: an
-instance that exits without being told to (a stage gives up when the broker is away at start-up,
-say) is started again.
+to three instances and, at its next turn, back to one (SIGTERM); restart the Kafka broker (on a
+three-broker cluster instead: ``tests.chaos.brokers``' kill, controlled restart, pause out of the
+ISR, and the active controller's kill); restart PostgreSQL; and scale a DEP in while PostgreSQL
+restarts (the instances leaving are then waiting for the database in their assignment callback,
+the one staying takes their partitions over as the database comes back). The supervisor plays the
+orchestrator: an instance that exits without being told to (a stage gives up when the broker is
+away at start-up, say) is started again.
 
 ``cpu_burners`` loads the machine on purpose for the whole run: rebalances, session timeouts and
 database restarts then overlap as they do on a busy host, which is where ownership defects hide.
@@ -26,21 +27,34 @@ from pathlib import Path
 
 from cli.stack import kafka as launcher_kafka
 from cli.stack import postgres as launcher_pg
+from tests.chaos import brokers as cluster_faults
 from tests.e2e.pipeline import Stages
 
 log = logging.getLogger("chaos")
 TRANSFORMS = ("gep", "demux")  # Kafka to Kafka: no database in their rebalance callbacks
 
 KINDS = ("kill", "scale", "broker", "postgres", "scale-in-db-down")
-BROKER_START_S = 900.0  # how long a restarted broker may take to answer, as an orchestrator waits
+CLUSTER_KINDS = tuple(k for k in KINDS if k != "broker") + cluster_faults.KINDS
+
+
+def kinds(brokers: int) -> tuple[str, ...]:
+    """The fault kinds of a run on ``brokers`` Kafka brokers (1 or 3)."""
+    return KINDS if brokers == 1 else CLUSTER_KINDS
+
+
+BROKER_START_S = cluster_faults.START_S
 
 
 class Chaos:
-    def __init__(self, stages: Stages, stack_dir: Path, seed: int) -> None:
+    def __init__(
+        self, stages: Stages, stack_dir: Path, seed: int, brokers: int = 1, namespace: str = ""
+    ) -> None:
         self.stages = stages
         # As start_stack has it: the launchers write these paths into the servers' configs.
         self.stack_dir = stack_dir.resolve()
         self.rng = random.Random(seed)
+        self.kinds = kinds(brokers)
+        self.cluster = cluster_faults.BrokerFaults(self.stack_dir, namespace, self.rng, self._wait)
         self.injected: Counter[str] = Counter()
         self.unplanned_exits: Counter[int] = Counter()  # exit status -> how often
         self._scaled: set[str] = set()
@@ -54,7 +68,7 @@ class Chaos:
     def next_kind(self) -> str:
         # Every kind once per round, in a seeded order: a short run still sees each of them.
         if not self._order:
-            self._order = list(KINDS)
+            self._order = list(self.kinds)
             self.rng.shuffle(self._order)
         return self._order.pop()
 
@@ -88,6 +102,8 @@ class Chaos:
             after = launcher_kafka.start(self.stack_dir, timeout_s=BROKER_START_S)
             if after != before:  # the stages would never find it again
                 raise RuntimeError(f"broker came back at {after}, not {before}")
+        elif kind in cluster_faults.KINDS:
+            self.cluster.inject(kind)
         elif kind == "postgres":
             launcher_pg.stop(self.stack_dir)
             self._wait(self.rng.uniform(1.0, 3.0))

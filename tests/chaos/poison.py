@@ -9,7 +9,9 @@ with the dead letters it is due: (stage, reason) for every running stage that co
   Avro, an unknown writer schema, a valid header over garbage, a timestamp past year 9999, a lone
   surrogate inside an Avro string, a record of another schema; for the DEPs also a DE whose
   identity holds a NUL or is longer than an index row (PostgreSQL refuses it), and a DE name no
-  DEP can read. Avro records have no nesting to go deep in: that class stops at GEP.
+  DEP can read. Avro records have no nesting to go deep in: that class stops at GEP. The OUS
+  state service answers a command it cannot apply (404, 409, 422) instead of dead-lettering it,
+  so its topic gets only what no stage can decode.
 
 Every poison body is distinct (its sequence number is in it), so no stage can mistake one for a
 repeat of another.
@@ -67,6 +69,7 @@ SCHEMA_OF_BUCKET = {
     "content": "de/system",
     "resource.timespent": "de/usage",
     "assessment.view": "de/usage",
+    "ous": "de/system",
 }
 
 
@@ -100,6 +103,8 @@ def targets(topics: Topics, running: list[str], max_message_bytes: int) -> list[
         kinds = {**UNDECODABLE, **REFUSED}
         if schema == "de/fulfillment":  # its name is its event type's, checked by nobody
             del kinds["bad_de_name"]
+        if bucket == "ous":
+            kinds = dict(UNDECODABLE)
         out += [
             Poison(kind, topic, tuple((s, reason) for s in consumers), _avro(kind, schema, bucket))
             for kind, reason in kinds.items()

@@ -17,6 +17,7 @@ class Report:
     raw_events: dict[str, int] = field(default_factory=dict)  # by domain, duplicates included
     distinct_events: dict[str, int] = field(default_factory=dict)
     learning_des: int = 0  # DEs on demux's learning topics
+    ous_states: dict[str, int] = field(default_factory=dict)  # OUSs by final life-cycle state
     most_parked: int = 0  # learning scores waiting for metadata, the most seen at once
     parked_ever: int = 0  # rows ever inserted into the parking table (PostgreSQL's statistics)
     poison_kinds: dict[str, int] = field(default_factory=dict)  # poison sent, by class
@@ -30,8 +31,12 @@ class Report:
     table_problems: list[str] = field(default_factory=list)
     topic_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stream_s: float = 0.0  # from the first send until every message of the stream was acknowledged
+    faults_s: float = 0.0  # from the first send until the last fault was over
     cpu_burners: int = 0  # busy-loop processes run alongside on purpose
     load_samples: list[float] = field(default_factory=list)  # 1-minute load average, each second
+    brokers: int = 1  # Kafka brokers: 1, or a cluster of 3 (replication factor 3, 2 in sync)
+    recovery: dict[str, list[float]] = field(default_factory=dict)  # "what" -> seconds, each time
 
     @property
     def passed(self) -> bool:
@@ -46,7 +51,9 @@ class Report:
 
 
 def _by_domain(figures: dict[str, int]) -> str:
-    parts = ", ".join(f"{d} {figures.get(d, 0):,}" for d in DOMAINS)
+    parts = ", ".join(
+        f"{d} {figures[d]:,}" if d in figures else f"{d} not counted" for d in DOMAINS
+    )
     return f"{sum(figures.values()):,} ({parts})"
 
 
@@ -63,6 +70,22 @@ def _sorted(figures: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(figures.items())) or "none"
 
 
+def _brokers(report: Report) -> str:
+    if report.brokers == 1:
+        return "1 (replication factor 1)"
+    return f"{report.brokers} (KRaft, replication factor {report.brokers}, min.insync.replicas 2)"
+
+
+def _recovery(report: Report) -> str:
+    """Per kind of recovery: how many, the median and the longest, in seconds."""
+    shown = []
+    for what, seconds in sorted(report.recovery.items()):
+        ordered = sorted(seconds)
+        median = ordered[len(ordered) // 2]
+        shown.append(f"{what}: {len(ordered)}x, median {median:g}, max {ordered[-1]:g}")
+    return "; ".join(shown) or "none"
+
+
 def render(report: Report) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(report.faults.items()))
     found = "as due" if report.dead_lettered == report.poison else _sorted(report.dead_lettered)
@@ -74,21 +97,27 @@ def render(report: Report) -> str:
             f"| distinct events | {_by_domain(report.distinct_events)} |",
             f"| learning DEs on demux's topics | {report.learning_des:,} |",
             f"| learning scores parked at once, at most | {report.most_parked:,} |",
-            f"| faults injected | {faults} |",
+            f"| OUSs by final life-cycle state (the oracle's) | {_sorted(report.ous_states)} |",
+            f"| Kafka brokers | {_brokers(report)} |",
+            f"| faults injected (by kind) | {faults} |",
+            f"| recovery (s) | {_recovery(report)} |",
             f"| unplanned exits restarted by the supervisor (status: count) | "
             f"{report.unplanned_exits} |",
             f"| exit status of the final SIGTERM stops (status: count) | {report.stop_exits} |",
             f"| poison messages sent (by class) | {_sorted(report.poison_kinds)} |",
             f"| dead letters due (stage: reason) | {_sorted(report.poison)} |",
             f"| dead letters found (stage: reason) | {found} |",
-            f"| events lost (learning: DEs) | {_by_domain(report.lost)} |",
-            f"| duplicates (learning: DEs) | {_by_domain(report.duplicates)} |",
+            f"| events lost (learning: DEs; workflow: commands logged) | "
+            f"{_by_domain(report.lost)} |",
+            f"| duplicates (learning: DEs; workflow: commands logged) | "
+            f"{_by_domain(report.duplicates)} |",
             f"| tables equal to the independent computation | "
             f"{'yes' if not report.table_problems else report.table_problems} |",
             f"| learning DE topics equal to the oracle | "
             f"{'yes' if not report.topic_problems else report.topic_problems} |",
             f"| machine load | {_load(report)} |",
-            f"| wall time | {report.seconds} s |",
+            f"| wall time (stream sent and acknowledged; faults over) | {report.seconds} s "
+            f"({report.stream_s} s; {report.faults_s} s) |",
             f"| verdict | {'PASS' if report.passed else 'FAIL'} |",
         ]
     )

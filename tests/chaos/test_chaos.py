@@ -1,6 +1,7 @@
 """A small, seeded chaos run in the ordinary suite: every fault kind at least once (SIGKILL and
 restart, scale out and in, broker restart, PostgreSQL restart) plus poison of every class at
-every stage, and nothing lost, nothing doubled, exactly the poison dead-lettered (by stage and
+every stage, OUS workflow commands among the events (20 OUSs, their final states equal to the
+oracle's), and nothing lost, nothing doubled, exactly the poison dead-lettered (by stage and
 reason). ``make chaos`` runs it large."""
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from tests.chaos.report import render
 
 def test_small_seeded_chaos_run(tmp_path: Path) -> None:
     mix = Mix(fulfillments=700, students=80, units=2, lessons=2)
-    # ~7,300 events: a poison every 130 sends each of the ~50 (class, topic) pairs once at least.
+    # ~7,400 events: a poison every 120 sends each of the ~56 (class, topic) pairs once at least.
     report = run(
-        tmp_path, 7, mix, rate=300, fault_every_s=2.5, min_faults=len(KINDS), poison_every=130
+        tmp_path, 7, mix, rate=300, fault_every_s=2.5, min_faults=len(KINDS), poison_every=120
     )
     print(render(report))
     assert set(report.faults) == set(KINDS), report.faults

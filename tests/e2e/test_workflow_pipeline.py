@@ -29,6 +29,7 @@ from common.topics import Topics
 from tests.e2e.pipeline import REPO, Stages, da, prepare, replay, wait_until_equal
 from tests.kafka_read import read_topic
 from tests.ous_oracle import Cmd, Expected, expected
+from tests.workflow_check import check_tables, logged_commands
 
 COMMANDS = {
     "gep": ["gep", "run"],
@@ -37,69 +38,6 @@ COMMANDS = {
     "dispatcher": ["dep", "run", "ous-dispatcher"],
     "driver": ["dep", "run", "ous-pipeline-driver"],
 }
-
-
-def logged_commands(settings: Settings) -> list[Cmd]:
-    """The commands on the state service's input, in log order (per partition, so per OUS)."""
-    msgs = read_topic(settings, Topics(settings.namespace).sink_bucket("demux", "ous"), expect=0)
-    msgs.sort(key=lambda m: (m.partition(), m.offset()))
-    out = []
-    with closing(codec_for(settings)) as codec:
-        decoded = [SystemEvent.decode(codec, m.value()) for m in msgs]
-    for e in decoded:
-        a = e.attributes
-        out.append(
-            Cmd(
-                e.event_id,
-                e.entity_id,
-                a["operation"],
-                a.get("value"),
-                e.occurred_at,
-                int(a["hops"]),
-                a.get("reply_to"),
-            )
-        )
-    return out
-
-
-def check_tables(settings: Settings, want: Expected) -> list[str]:
-    with psycopg.connect(
-        settings.database_url, options=f"-c search_path={settings.database_schema}"
-    ) as conn:
-        status = {
-            r[0]: tuple(r[1:])
-            for r in conn.execute(
-                "SELECT ous_uid, state, state_since, substate, executive, flags, updated_at "
-                "FROM ous_status"
-            )
-        }
-        history = sorted(
-            conn.execute(
-                "SELECT ous_uid, state, entered_at, left_at, seconds FROM ous_state_history"
-            ).fetchall()
-        )
-        rejections: dict[str, str] = dict(
-            conn.execute("SELECT command_id, reason FROM ous_rejections").fetchall()
-        )
-        (pending,) = conn.execute("SELECT count(*) FROM da_outbox").fetchone() or (0,)
-    problems = []
-    if status != want.status:
-        bad = sorted(
-            k for k in status.keys() | want.status.keys() if status.get(k) != want.status.get(k)
-        )
-        problems.append(
-            f"ous_status differs for {len(bad)}: "
-            f"{[(k, status.get(k), want.status.get(k)) for k in bad[:2]]}"
-        )
-    if history != sorted(want.history):
-        problems.append(f"ous_state_history: {len(history)} rows, {len(want.history)} expected")
-    if rejections != want.rejections:
-        problems.append(
-            f"ous_rejections differ: {set(rejections.items()) ^ set(want.rejections.items())}"
-        )
-    if pending:
-        problems.append(f"{pending} outbox rows not relayed yet")
-    return problems
 
 
 def test_workflow_with_actors_and_a_killed_state_service(
