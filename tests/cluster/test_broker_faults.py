@@ -102,7 +102,7 @@ class Run:
             emit = subprocess.run(
                 da("emit", str(file), *pace), env=self.env, cwd=REPO, capture_output=True
             )
-            self.emitted.append((emit.returncode, emit.stderr.decode()[-500:]))
+            self.emitted.append((emit.returncode, emit.stderr.decode()[-2000:]))
             if last:
                 break
         self.finished = time.monotonic()
@@ -160,7 +160,13 @@ class Run:
             figures = faults(self)
             self.hurry.set()
             self.streaming.join()
-            assert [code for code, _ in self.emitted] == [0] * len(self.emitted), self.emitted
+            # Each failed chunk's own report whole (a list's repr is cut short in the middle).
+            failed = [
+                f"chunk {n} exited {code}:\n{err}"
+                for n, (code, err) in enumerate(self.emitted)
+                if code
+            ]
+            assert not failed, "\n".join(failed)
             assert self.rows_sent == sum(len(chunk) - 1 for chunk in self.chunks)
             problems = wait_until_equal(lambda: check_tables(self.settings, want), 300)
             assert problems == [], stages.tails()
