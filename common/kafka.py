@@ -124,15 +124,30 @@ def _build(make: Callable[[dict[str, Any]], _Client], config: dict[str, Any]) ->
         raise SettingsError(f"{variable}: {text}") from None
 
 
+def request_timeout_ms(deadline_ms: int) -> int:
+    """How long a request may go unanswered before it is sent again, for a delivery deadline of
+    ``deadline_ms``: librdkafka gives a ProduceRequest the lesser of ``socket.timeout.ms`` (60 s
+    by default) and its oldest message's time left, so a broker that hangs with its connection
+    open (paused, swapping) would fail the request's messages at their deadline, with no resend
+    to the partition's new leader once the controller has fenced the hung broker. A third of the
+    deadline leaves room for two resends (the Java producer's defaults allow three: 30 s a
+    request, 120 s a delivery); not under 5 s while the deadline allows twice that, so that a
+    slow broker on a loaded machine is not disconnected over every late answer."""
+    return max(deadline_ms // 3, min(deadline_ms // 2, 5_000))
+
+
 def producer_config(settings: Settings, *, transactional_id: str | None = None) -> dict[str, Any]:
+    deadline_ms = int(settings.io_timeout_s * 1000)
     config = {
         **_base(settings),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
-        "message.timeout.ms": int(settings.io_timeout_s * 1000),
+        "message.timeout.ms": deadline_ms,
     }
+    # DA_KAFKA_SOCKET_TIMEOUT_MS may say otherwise; resends are safe: the producer is idempotent.
+    config.setdefault("socket.timeout.ms", request_timeout_ms(deadline_ms))
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
         # Delivery reports for failed records only: commit_transaction already fails (abortably)

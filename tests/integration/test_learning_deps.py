@@ -1,7 +1,9 @@
 """The learning DEPs' handlers on a real PostgreSQL: duplicates and any arrival order give the
 same tables; the roll-up emits through the outbox and stops at the hop limit; a score for
 unknown content is parked, released when the content arrives, and dead-lettered when it never
-does; the relay publishes the outbox to real Kafka."""
+does; the relay publishes the outbox to real Kafka. Each test twice: the DEPs on the shared
+database, and on a PostgreSQL of their own, where their offsets, outbox and parked events must
+live beside their tables (none of them in the shared database)."""
 
 from __future__ import annotations
 
@@ -59,15 +61,28 @@ def content(eid: str, cid: str, at: int, action: str = "created", **kw: Any) -> 
 
 def apply(settings: Settings, dep: str, batches: Sequence[Sequence[Any]]) -> None:
     handler = registry.get(dep).build(settings, CODEC)
-    with db.connect(settings) as conn:
+    with db.connect(settings, dep=dep) as conn:
         for batch in batches:
             with conn.transaction():
                 handler.handle(batch, conn.cursor())
 
 
-def rows(settings: Settings, query: str) -> list[tuple[Any, ...]]:
-    with db.connect(settings) as conn:
+def rows(settings: Settings, dep: str | None, query: str) -> list[tuple[Any, ...]]:
+    """``query`` in ``dep``'s database (None: the shared one)."""
+    with db.connect(settings, dep=dep) as conn:
         return conn.execute(query).fetchall()
+
+
+def none_shared(settings: Settings, dep: str, table: str) -> None:
+    """A DEP on a database of its own left no row of ``table`` in the shared database."""
+    if settings.database_url_for(dep) != settings.database_url:
+        assert rows(settings, None, f"SELECT count(*) FROM {table}") == [(0,)]
+
+
+@pytest.fixture
+def settings(dep_settings: Settings) -> Settings:
+    """Each test twice: the DEPs on the shared database, and on a PostgreSQL of their own."""
+    return dep_settings
 
 
 @pytest.fixture
@@ -85,7 +100,7 @@ def test_content_catalog_keeps_the_newest_metadata_whatever_the_order(migrated: 
     ]
     seen = set()
     for order in itertools.islice(itertools.permutations(events), 0, 24, 5):
-        with db.connect(migrated) as conn:
+        with db.connect(migrated, dep="content-catalog") as conn:
             conn.execute("TRUNCATE content_catalog")
             conn.commit()
         apply(migrated, "content-catalog", [[e] for e in order] + [list(order)])
@@ -93,6 +108,7 @@ def test_content_catalog_keeps_the_newest_metadata_whatever_the_order(migrated: 
             tuple(
                 rows(
                     migrated,
+                    "content-catalog",
                     "SELECT content_id, content_type, parent_id, "
                     "array_to_string(competencies, ','), deleted FROM content_catalog "
                     "ORDER BY content_id",
@@ -116,6 +132,7 @@ def test_usage_metrics_count_each_de_once_and_never_let_older_overwrite(migrated
     apply(migrated, "usage-metrics", [events[::-1], events, events[2:5]])  # replays, reversed
     assert rows(
         migrated,
+        "usage-metrics",
         "SELECT user_id, content_id, class_id, course_id, time_spent_ms, latest_score, "
         "best_score, latest_reaction FROM usage_metrics",
     ) == [("u1", "q1", "k1", "", 6000, 50.0, 100.0, 1)]  # r1 is the newer reaction (at 9)
@@ -125,13 +142,15 @@ def test_a_fuller_rolled_up_session_score_supersedes_an_earlier_one(migrated: Se
     partial = usage("usage.collection.score", "q1", 100.0, at=5, content_id="c1", basis=1)
     full = usage("usage.collection.score", "q2", 50.0, at=5, content_id="c1", basis=2)
     apply(migrated, "usage-metrics", [[full], [partial]])
-    assert rows(migrated, "SELECT latest_score, best_score FROM usage_metrics") == [(50.0, 50.0)]
+    assert rows(
+        migrated, "usage-metrics", "SELECT latest_score, best_score FROM usage_metrics"
+    ) == [(50.0, 50.0)]
 
 
 def outbox_des(settings: Settings) -> list[UsageEvent]:
     return [
         UsageEvent.decode(CODEC, bytes(v))
-        for (v,) in rows(settings, "SELECT value FROM da_outbox ORDER BY id")
+        for (v,) in rows(settings, "collection-rollup", "SELECT value FROM da_outbox ORDER BY id")
     ]
 
 
@@ -151,13 +170,14 @@ def test_rollup_emits_the_collection_level_through_the_outbox_once(migrated: Set
     ]
     assert out[0].lineage == Lineage("a", ("gep", "demux", "dep.collection-rollup"), 2)
     assert out[0].collection_id is None and out[0].key == "u1|c1"
+    none_shared(migrated, "collection-rollup", "da_outbox")  # committed beside its tables
 
 
 def test_rollup_stops_a_chain_at_the_hop_limit(migrated: Settings) -> None:
     handler = registry.get("collection-rollup").build(replace(migrated, max_hops=2), CODEC)
     deep = usage("usage.question.timespent", "a", 1.0)
     deep = replace(deep, lineage=Lineage("a", ("gep", "demux", "dep.x"), 2))
-    with db.connect(migrated) as conn, pytest.raises(InvalidEvent) as info:
+    with db.connect(migrated, dep="collection-rollup") as conn, pytest.raises(InvalidEvent) as info:
         handler.handle([deep], conn.cursor())
     assert info.value.reason == "hop_limit"
     assert "gep > demux > dep.x > dep.collection-rollup" in info.value.detail
@@ -167,19 +187,23 @@ def test_a_score_for_unknown_content_is_parked_then_released(migrated: Settings)
     score = usage("usage.assessment.score", "s", 80.0, content_id="a1")
     other = usage("usage.assessment.score", "o", 60.0, content_id="a2", user_id="u2")
     apply(migrated, "competency-stats", [[score, other], [score]])
-    assert rows(migrated, "SELECT count(*) FROM competency_stats") == [(0,)]
-    with db.connect(migrated) as conn:
+    assert rows(migrated, "competency-stats", "SELECT count(*) FROM competency_stats") == [(0,)]
+    with db.connect(migrated, dep="competency-stats") as conn:
         [s] = parking.summary(conn)
     assert (s.owner, s.count, s.waiting_for) == ("competency-stats", 2, 2)
+    none_shared(migrated, "competency-stats", "da_parked")
     apply(migrated, "competency-stats", [[content("e1", "a1", 0, competencies=("K1", "K2"))]])
     assert rows(
         migrated,
+        "competency-stats",
         "SELECT user_id, competency, attempts, latest_score, best_score "
         "FROM competency_stats ORDER BY competency",
     ) == [("u1", "K1", 1, 80.0, 80.0), ("u1", "K2", 1, 80.0, 80.0)]
     apply(migrated, "competency-stats", [[score]])  # a late duplicate changes nothing
-    assert rows(migrated, "SELECT sum(attempts) FROM competency_stats") == [(2,)]
-    assert rows(migrated, "SELECT waiting_for FROM da_parked") == [("a2",)]
+    assert rows(migrated, "competency-stats", "SELECT sum(attempts) FROM competency_stats") == [
+        (2,)
+    ]
+    assert rows(migrated, "competency-stats", "SELECT waiting_for FROM da_parked") == [("a2",)]
 
 
 def test_a_parked_score_is_dead_lettered_after_the_timeout_via_kafka(migrated: Settings) -> None:
@@ -189,20 +213,20 @@ def test_a_parked_score_is_dead_lettered_after_the_timeout_via_kafka(migrated: S
     waiting = usage("usage.assessment.score", "w", 70.0, content_id="never")
     young = usage("usage.assessment.score", "y", 70.0, content_id="later")
     apply(migrated, "competency-stats", [[waiting, young]])
-    with db.connect(migrated) as conn:
+    with db.connect(migrated, dep="competency-stats") as conn:
         conn.execute("UPDATE da_parked SET parked_at = now() - interval '2 hours' WHERE "
                      "waiting_for = 'never'")  # fmt: skip
         conn.commit()
     apply(migrated, "competency-stats", [[content("e1", "a1", 0)]])  # a batch expires nothing
-    assert rows(migrated, "SELECT count(*) FROM da_parked") == [(2,)]
+    assert rows(migrated, "competency-stats", "SELECT count(*) FROM da_parked") == [(2,)]
     handler = registry.get("competency-stats").build(migrated, CODEC)
     assert isinstance(handler, TickHandler)
     for _ in range(2):  # the timer, with no input: the old one expires, once
-        with db.connect(migrated) as conn, conn.transaction():
+        with db.connect(migrated, dep="competency-stats") as conn, conn.transaction():
             handler.tick(datetime.now(UTC), frozenset({("t", 0)}), {}, conn.cursor())
-    assert rows(migrated, "SELECT waiting_for FROM da_parked") == [("later",)]
+    assert rows(migrated, "competency-stats", "SELECT waiting_for FROM da_parked") == [("later",)]
     producer = make_producer(migrated)
-    with db.connect(migrated) as conn:
+    with db.connect(migrated, dep="competency-stats") as conn:
         assert OutboxRelay("competency-stats", producer, timeout_s=10).relay(conn) == 1
         assert OutboxRelay("competency-stats", producer, timeout_s=10).relay(conn) == 0
     [dead] = read_topic(migrated, dlq, expect=1)
@@ -220,9 +244,12 @@ def test_the_relay_leaves_the_outbox_when_the_broker_does_not_confirm(migrated: 
         def flush(self, timeout: float = -1) -> int:
             return 1
 
-    with db.connect(migrated) as conn, pytest.raises(Exception, match="not acknowledged"):
+    with (
+        db.connect(migrated, dep="collection-rollup") as conn,
+        pytest.raises(Exception, match="not acknowledged"),
+    ):
         OutboxRelay("collection-rollup", Unconfirmed(), timeout_s=1).relay(conn)  # type: ignore[arg-type]
-    assert rows(migrated, "SELECT count(*) FROM da_outbox") == [(1,)]
+    assert rows(migrated, "collection-rollup", "SELECT count(*) FROM da_outbox") == [(1,)]
 
 
 def test_migrations_are_idempotent(migrated: Settings) -> None:
@@ -272,7 +299,13 @@ def test_run_store_relays_the_rollups_outbox_after_each_commit(migrated: Setting
     out = read_topic(migrated, topics.sink("dep", "usage.collection.score"), expect=6)
     got = sorted(UsageEvent.decode(CODEC, m.value()).basis for m in out)
     assert got == [1, 2, 3, 4, 5, 6]
-    assert rows(migrated, "SELECT count(*) FROM da_outbox") == [(0,)]
+    assert rows(migrated, "collection-rollup", "SELECT count(*) FROM da_outbox") == [(0,)]
+    # The offsets moved in the transactions that wrote its tables, in its own database.
+    offsets = (
+        "SELECT sum(next_offset) FROM da_offsets WHERE consumer_group LIKE '%collection-rollup'"
+    )
+    assert rows(migrated, "collection-rollup", offsets) == [(8,)]
+    none_shared(migrated, "collection-rollup", "da_offsets")
 
 
 @pytest.mark.parametrize("update_first", [False, True])
@@ -289,5 +322,6 @@ def test_scores_follow_the_contents_newest_competencies_whatever_the_order(
     apply(migrated, "competency-stats", batches)
     assert rows(
         migrated,
+        "competency-stats",
         "SELECT user_id, competency, attempts, latest_score, best_score FROM competency_stats",
     ) == [("u1", "K2", 2, 90.0, 90.0)]
