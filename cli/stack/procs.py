@@ -76,8 +76,10 @@ def terminate(
     pid: int, marker: str, grace_s: float, first: signal.Signals = signal.SIGTERM
 ) -> None:
     """Send ``first`` (SIGTERM), wait up to ``grace_s`` for a clean exit, then SIGKILL."""
-    for sig, wait_s in ((first, grace_s), (signal.SIGKILL, 5.0)):
+    for i, (sig, wait_s) in enumerate(((first, grace_s), (signal.SIGKILL, 5.0))):
         if not process_running(pid, marker):
+            if i:  # it was ours a moment ago: wait for its exit to finish
+                _until_exited(pid)
             return
         try:
             os.kill(pid, sig)
@@ -86,6 +88,22 @@ def terminate(
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline and process_running(pid, marker):
             time.sleep(0.1)
+    _until_exited(pid)
+
+
+def _until_exited(pid: int, timeout_s: float = 5.0) -> None:
+    """Until ``pid`` is gone or a zombie. An exiting process's command line reads empty before
+    its files are closed: a registry "stopped" by the marker's absence still held its database's
+    file lock, and the next start failed on it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.05)
 
 
 def tail(path: Path, lines: int = 15) -> str:
