@@ -26,7 +26,10 @@ class Hub:
         self.snapshotter = snapshotter
         self.latest: dict[str, Rendered] = {}
         self.version = 0
-        self.changed = asyncio.Condition()
+        # Set, then replaced, at each new snapshot. Not a Condition: on Python 3.11 a viewer
+        # leaving (its wait cancelled) can leave a Condition's lock unreleased, and every stream
+        # and the snapshot loop then wait on it for good.
+        self._news = asyncio.Event()
         self.viewers: Counter[str] = Counter()
         self.loaded: dict[str, float] = {}
         self.closing = False
@@ -52,9 +55,9 @@ class Hub:
                     log.exception("snapshot failed")
                 else:
                     self.latest.update(built)
-                    async with self.changed:
-                        self.version += 1
-                        self.changed.notify_all()
+                    self.version += 1
+                    self._news.set()
+                    self._news = asyncio.Event()
             await asyncio.sleep(max(0.05, PERIOD_S - (time.monotonic() - began)))
 
     def stop_soon(self) -> None:
@@ -66,18 +69,17 @@ class Hub:
 
     async def close(self) -> None:
         self.closing = True
-        async with self.changed:
-            self.changed.notify_all()
+        self._news.set()
 
     async def _next(self, seen: int, timeout_s: float) -> bool:
         """Wait for a snapshot newer than ``seen``; False when none came in time."""
-        async with self.changed:
-            try:
-                await asyncio.wait_for(
-                    self.changed.wait_for(lambda: self.version != seen or self.closing), timeout_s
-                )
-            except TimeoutError:
-                return False
+        news = self._news
+        if self.version != seen or self.closing:
+            return True
+        try:
+            await asyncio.wait_for(news.wait(), timeout_s)
+        except TimeoutError:
+            return False
         return True
 
     async def page(self, name: str) -> Rendered | None:
