@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli.stack import cluster
-from tests.cluster.cluster import replicas_out_of_sync
+from tests.cluster.cluster import replicas_out_of_sync, wait_for
 from tests.e2e.pipeline import REPO, da
 
 log = logging.getLogger("chaos")
@@ -114,16 +114,7 @@ class BrokerFaults:
         )
 
     def _until(self, condition: Callable[[], bool], what: str) -> float:
-        began = time.monotonic()
-        while True:
-            try:
-                if condition():
-                    return time.monotonic() - began
-            except Exception:  # a broker between states answers with errors: ask again
-                pass
-            if time.monotonic() - began > START_S:
-                raise RuntimeError(f"not within {START_S:g} s: {what}")
-            self.wait(0.5)
+        return wait_for(condition, what, START_S, sleep=self.wait)
 
     def _note(self, kind: str, what: str, seconds: float) -> None:
         log.info("%s: %s after %.1f s", kind, what, seconds)

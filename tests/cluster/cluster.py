@@ -92,9 +92,15 @@ def _quiet(_err: object) -> None:
     """Refused connections to a broker that is down are expected here."""
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 300) -> float:
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    timeout_s: float = 300,
+    sleep: Callable[[float], object] = time.sleep,
+) -> float:
     """Poll ``condition`` until it holds; returns the seconds it took (fails past the timeout,
-    which is generous: a loaded machine is slow, never wrong)."""
+    which is generous: a loaded machine is slow, never wrong). ``sleep``: how to pass the time
+    between polls (the chaos driver keeps its supervisor running)."""
     began = time.monotonic()
     while True:
         try:
@@ -104,4 +110,4 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 300) -
             pass
         if time.monotonic() - began > timeout_s:
             raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
-        time.sleep(0.5)
+        sleep(0.5)
