@@ -25,17 +25,18 @@ by a relay that died before its step 3.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from common.deadletter import DEFAULT_MAX_BYTES, H_REASON, DeadLetterLimit, deliver, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Headers, Producer
-from common.wedge import Watchdog, exit_wedged
+from common.wedge import Watchdog, exit_wedged, retriable, until_done
 
 log = logging.getLogger(__name__)
 Cursor = psycopg.Cursor[tuple[object, ...]]
@@ -166,7 +167,8 @@ class OutboxRelay:
         self.timeout_s = timeout_s
         # The same bound as a Kafka-to-Kafka stage's transaction calls: after a broker restart
         # send_offsets_to_transaction could wait for good, and the DEP applied nothing more.
-        self._watchdog = Watchdog(timeout_s * 2 + 5, exit_wedged)
+        self._wedged: Callable[[str], None] = exit_wedged
+        self._watchdog = Watchdog(timeout_s * 2 + 5, lambda why: self._wedged(why))
         self.batch_size = batch_size
         self.marker = marker
         self._transactions_ready = False
@@ -264,8 +266,32 @@ class OutboxRelay:
                 if self.limit is not None and H_REASON in names:
                     self.limit.record(True)
                 self.producer.produce(str(topic), value, key, headers=headers)
-            self._watchdog.run(lambda: marker.record(self.producer, ids, self.timeout_s))
-            self._watchdog.run(lambda: self.producer.commit_transaction(self.timeout_s))
-        except Exception:
-            self.producer.abort_transaction(self.timeout_s)
+            self._until_done(lambda: marker.record(self.producer, ids, self.timeout_s))
+            self._until_done(lambda: self.producer.commit_transaction(self.timeout_s))
+        except Exception as exc:
+            self._abort(exc)
+            raise
+
+    def _until_done(self, call: Callable[[], None]) -> None:
+        """A retriable error repeats the same call (librdkafka's contract: after a commit timed
+        out, an abort only fails with a conflict, and the relay stood still, its rows unsent,
+        until the process was restarted). Past twice the timeout the client is taken for wedged:
+        the process ends and its restart's init_transactions aborts what is open."""
+        deadline = time.monotonic() + self.timeout_s * 2 + 5
+        try:
+            until_done(
+                self._watchdog, call, give_up=lambda: time.monotonic() > deadline, wait=time.sleep
+            )
+        except KafkaException as exc:
+            if retriable(exc):
+                self._wedged(f"a transaction call kept failing: {exc}")
+            raise
+
+    def _abort(self, exc: Exception) -> None:
+        """Abort the relay's transaction after ``exc``; one that cannot be aborted (a fatal
+        error, a conflict) ends the process, whose restart fences and aborts it."""
+        try:
+            self._until_done(lambda: self.producer.abort_transaction(self.timeout_s))
+        except KafkaException as failed:
+            self._wedged(f"the relay's transaction could not be aborted after {exc}: {failed}")
             raise

@@ -35,7 +35,7 @@ from common import faults
 from common.deadletter import DEFAULT_MAX_BYTES, DeadLetterLimit, dead_letter, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
-from common.wedge import Watchdog, exit_wedged
+from common.wedge import Watchdog, exit_wedged, until_done
 
 log = logging.getLogger(__name__)
 # An idle stage commits its positions at least this often, to find a wedged producer early.
@@ -250,30 +250,12 @@ class TransactionalProcessor:
         self._refused = {}
 
     def _until_done(self, call: Callable[[], None], *, give_up_on_stop: bool = False) -> None:
-        """Run a transaction call, repeating it while librdkafka says the error is retriable.
-
-        A retriable error (a timeout, most often) leaves the call's outcome open: a commit may
-        complete in the background. librdkafka wants the same call again, and any other call
-        (abort, say) fails with a conflict, so the batch is neither aborted nor rewound here.
-        """
-        delay = 0.2
-        while True:
-            try:
-                self._watchdog.run(call)
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-                retriable = (
-                    isinstance(err, KafkaError)
-                    and err.retriable()
-                    and not err.txn_requires_abort()
-                    and not err.fatal()
-                )
-                if not retriable or (give_up_on_stop and self.stop.is_set()):
-                    raise
-                log.warning("transaction call failed, retrying in %.1fs: %s", delay, err.str())
-                self.stop.wait(delay)
-                delay = min(5.0, delay * 2)
+        until_done(
+            self._watchdog,
+            call,
+            give_up=lambda: give_up_on_stop and self.stop.is_set(),
+            wait=self.stop.wait,
+        )
 
     def _produce(
         self,

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from confluent_kafka import KafkaError, KafkaException
+
 log = logging.getLogger(__name__)
 EXIT_WEDGED = 3  # the process status when a Kafka client hung; the orchestrator restarts it
 
@@ -76,6 +78,43 @@ class Watchdog:
                     self._cond.wait(left)
                 self._deadline = None  # reported once
             self._wedged(f"a transaction call ran past {self.limit_s:.0f}s")
+
+
+def until_done(
+    watchdog: Watchdog,
+    call: Callable[[], None],
+    *,
+    give_up: Callable[[], bool],
+    wait: Callable[[float], object],
+) -> None:
+    """Run a transaction call, repeating it while librdkafka says the error is retriable.
+
+    A retriable error (a timeout, most often) leaves the call's outcome open: a commit may
+    complete in the background. librdkafka wants the same call again, and any other call (abort,
+    say) fails with a conflict, so nothing is aborted here. ``give_up()``, asked after each
+    retriable error, ends the repeats by raising that error."""
+    delay = 0.2
+    while True:
+        try:
+            watchdog.run(call)
+            return
+        except KafkaException as exc:
+            if not retriable(exc) or give_up():
+                raise
+            log.warning("transaction call failed, retrying in %.1fs: %s", delay, exc.args[0].str())
+            wait(delay)
+            delay = min(5.0, delay * 2)
+
+
+def retriable(exc: KafkaException) -> bool:
+    """librdkafka says: the same transaction call again (not an abort, not the end)."""
+    err = exc.args[0]
+    return (
+        isinstance(err, KafkaError)
+        and bool(err.retriable())
+        and not err.txn_requires_abort()
+        and not err.fatal()
+    )
 
 
 def exit_wedged(why: str) -> None:
