@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-INITIAL = {"FullyObserved", "ReadyForProcessing"}
+READY = "ReadyForProcessing"
+INITIAL = {"FullyObserved", READY}
 MOVES = {
     "FullyObserved": {"ReadyForProcessing"},
     "ReadyForProcessing": {"Processing"},
@@ -45,6 +46,9 @@ class Expected:
     rejections: dict[str, str] = field(default_factory=dict)  # command id -> reason
     replies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     broadcasts: dict[str, list[str]] = field(default_factory=dict)  # uid -> selectors in order
+    # Visits of ReadyForProcessing that a broadcast showed with a recipe: the dispatcher's work
+    # (a visit is named by the command that began it).
+    dispatches: set[str] = field(default_factory=set)
 
 
 def expected(commands: list[Cmd], reply_topics: tuple[str, ...], max_hops: int) -> Expected:
@@ -92,6 +96,7 @@ def _one(
     o = ous.get(c.uid) or {
         "state": None,
         "since": None,
+        "visit": None,
         "substate": None,
         "executive": None,
         "flags": {},
@@ -110,11 +115,15 @@ def _one(
             if o["state"] is not None:
                 secs = max(0, int((c.at - o["since"]).total_seconds()))
                 out.history.append((c.uid, o["state"], o["since"], c.at, secs))
-            o["state"], o["since"] = target, c.at
+            o["state"], o["since"], o["visit"] = target, c.at, c.id
             casts.append(f"state.change.{target}")
+            if target == READY and o["substate"]:
+                out.dispatches.add(c.id)
     elif c.op == "set-substate":
         if o["substate"] != c.value:
             casts.append(f"recipe.change.{c.value}")
+            if o["state"] == READY and c.value:
+                out.dispatches.add(o["visit"])
         o["substate"] = c.value
     elif c.op == "set-exec":
         o["executive"] = c.value
