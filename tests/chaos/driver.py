@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -77,19 +78,23 @@ def emit(
         if err is not None:
             failed.append(str(err))
 
+    def send(topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=delivered)
+                return
+            except BufferError:
+                # The client's queue is full (a broker away holds acknowledgements back, and a
+                # million-event stream outruns the queue): let it deliver some, then again.
+                producer.poll(0.1)
+
     started = time.monotonic()
     for n, (_, m) in enumerate(stream.messages):
         time.sleep(max(0.0, started + n / rate - time.monotonic()))
-        producer.produce(topics.ingest, m.value, m.key, headers=m.headers, on_delivery=delivered)
+        send(topics.ingest, m.value, m.key, m.headers)
         if n % poison_every == poison_every // 2:
             target = targets[(n // poison_every) % len(targets)]
-            producer.produce(
-                target.topic,
-                target.body(n),
-                learning_check.POISON_KEY,
-                headers=target.headers,
-                on_delivery=delivered,
-            )
+            send(target.topic, target.body(n), learning_check.POISON_KEY, target.headers)
             poisoned[target.topic] += 1
             report.poison_kinds[target.kind] = report.poison_kinds.get(target.kind, 0) + 1
             for stage, reason in target.letters:
@@ -98,6 +103,14 @@ def emit(
         producer.poll(0)
     if producer.flush(300) or failed:
         raise RuntimeError(f"the input itself was not delivered: {failed[:3]}")
+
+
+def _noting_failure(failed: list[BaseException], call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except BaseException as exc:
+        failed.append(exc)
+        raise
 
 
 def run(
@@ -184,16 +197,19 @@ def _run(
     watching = threading.Event()
     try:
         threading.Thread(target=_watch, args=(settings, report, watching), daemon=True).start()
+        failed: list[BaseException] = []
         emitter = threading.Thread(
             # a daemon: a run that fails half way ends, not waits for the producer's flush
-            target=emit,
-            args=(settings, stream, rate, poison_every, report, poisoned),
+            target=_noting_failure,
+            args=(failed, emit, settings, stream, rate, poison_every, report, poisoned),
             daemon=True,
         )
         emitter.start()
         began = time.monotonic()
         next_fault = began + fault_every_s
         while emitter.is_alive() or sum(chaos.injected.values()) < min_faults:
+            if failed:  # a stream cut short would be judged as events lost, hours later
+                raise RuntimeError(f"sending the stream failed: {failed[0]!r}") from failed[0]
             chaos.supervise()
             if time.monotonic() >= next_fault:
                 chaos.inject()
@@ -202,6 +218,8 @@ def _run(
                 report.stream_s = round(time.monotonic() - began, 1)
             time.sleep(0.2)
         emitter.join()
+        if failed:
+            raise RuntimeError(f"sending the stream failed: {failed[0]!r}") from failed[0]
         report.faults_s = round(time.monotonic() - began, 1)
         chaos.scale_back()
         want, want_learning = expected_tables(stream.proctoring), expected(stream.learning)
