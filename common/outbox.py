@@ -36,7 +36,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from common.deadletter import DEFAULT_MAX_BYTES, H_REASON, DeadLetterLimit, deliver, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Headers, Producer
-from common.wedge import Watchdog, exit_wedged, retriable, until_done
+from common.wedge import Watchdog, exit_wedged, until_done
 
 log = logging.getLogger(__name__)
 Cursor = psycopg.Cursor[tuple[object, ...]]
@@ -275,17 +275,9 @@ class OutboxRelay:
     def _until_done(self, call: Callable[[], None]) -> None:
         """A retriable error repeats the same call (librdkafka's contract: after a commit timed
         out, an abort only fails with a conflict, and the relay stood still, its rows unsent,
-        until the process was restarted). Past twice the timeout the client is taken for wedged:
-        the process ends and its restart's init_transactions aborts what is open."""
-        deadline = time.monotonic() + self.timeout_s * 2 + 5
-        try:
-            until_done(
-                self._watchdog, call, give_up=lambda: time.monotonic() > deadline, wait=time.sleep
-            )
-        except KafkaException as exc:
-            if retriable(exc):
-                self._wedged(f"a transaction call kept failing: {exc}")
-            raise
+        until the process was restarted); past the watchdog's limit the client is taken for
+        wedged: the process ends and its restart's init_transactions aborts what is open."""
+        until_done(self._watchdog, call, give_up=lambda: False, wait=time.sleep)
 
     def _abort(self, exc: Exception) -> None:
         """Abort the relay's transaction after ``exc``; one that cannot be aborted (a fatal

@@ -112,8 +112,11 @@ class TransactionalProcessor:
         self._committed: dict[tuple[str, int], int] = {}
         self._last_txn = time.monotonic()
         # Fences an older instance with the same transactional id and aborts what it left open;
-        # with the broker away at start-up this times out, and librdkafka wants it repeated.
-        self._until_done(lambda: producer.init_transactions(timeout_s), give_up_on_stop=True)
+        # with the broker away at start-up this times out, and librdkafka wants it repeated for
+        # as long as that lasts (nothing is open yet, and a stop ends the repeats).
+        self._until_done(
+            lambda: producer.init_transactions(timeout_s), give_up_on_stop=True, bounded=False
+        )
 
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start from the group's committed offsets: they move only with a committed batch."""
@@ -249,12 +252,15 @@ class TransactionalProcessor:
             self.condemned[mid] = invalid
         self._refused = {}
 
-    def _until_done(self, call: Callable[[], None], *, give_up_on_stop: bool = False) -> None:
+    def _until_done(
+        self, call: Callable[[], None], *, give_up_on_stop: bool = False, bounded: bool = True
+    ) -> None:
         until_done(
             self._watchdog,
             call,
             give_up=lambda: give_up_on_stop and self.stop.is_set(),
             wait=self.stop.wait,
+            bounded=bounded,
         )
 
     def _produce(

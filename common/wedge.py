@@ -53,6 +53,10 @@ class Watchdog:
             with self._cond:
                 self._deadline = None
 
+    def wedged(self, why: str) -> None:
+        """Take the client for wedged now (``wedged``, given at construction)."""
+        self._wedged(why)
+
     def close(self) -> None:
         """End the watcher (between calls); a later ``run`` starts another."""
         with self._cond:
@@ -86,13 +90,21 @@ def until_done(
     *,
     give_up: Callable[[], bool],
     wait: Callable[[float], object],
+    bounded: bool = True,
 ) -> None:
     """Run a transaction call, repeating it while librdkafka says the error is retriable.
 
     A retriable error (a timeout, most often) leaves the call's outcome open: a commit may
     complete in the background. librdkafka wants the same call again, and any other call (abort,
     say) fails with a conflict, so nothing is aborted here. ``give_up()``, asked after each
-    retriable error, ends the repeats by raising that error."""
+    retriable error, ends the repeats by raising that error.
+
+    ``bounded``: repeats past the watchdog's limit take the client for wedged as a hung call
+    is. A client can also fail every repeat at once, for good: a demux went on failing
+    send_offsets_to_transaction ("Broker transport failure", "Timed out") for minutes after its
+    broker was back, through its SIGTERM. The wedged callback ends the process (for a restart
+    whose init_transactions aborts what is open); one that returns lets the error be raised."""
+    started = time.monotonic()
     delay = 0.2
     while True:
         try:
@@ -100,6 +112,9 @@ def until_done(
             return
         except KafkaException as exc:
             if not retriable(exc) or give_up():
+                raise
+            if bounded and time.monotonic() - started > watchdog.limit_s:
+                watchdog.wedged(f"a transaction call kept failing: {exc}")
                 raise
             log.warning("transaction call failed, retrying in %.1fs: %s", delay, exc.args[0].str())
             wait(delay)

@@ -252,3 +252,25 @@ def test_an_idle_stage_probes_its_producer_with_a_transaction_now_and_then(
     monkeypatch.setattr("common.transactional.IDLE_PROBE_S", 0.0)
     proc.idle(consumer, [TopicPartition("in", 0, 1)])
     assert producer.calls.count("commit_transaction") == 2
+
+
+def test_a_call_that_keeps_failing_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A client failed send_offsets_to_transaction at once, every time, for minutes after its
+    # broker was back; repeating it for good stalled the stage through its SIGTERM.
+    failing = KafkaError(KafkaError._TRANSPORT, "Broker transport failure", retriable=True)
+    producer = FakeProducer(fail={"send_offsets_to_transaction": [failing] * 1000})
+    reasons: list[str] = []
+    proc = TransactionalProcessor(
+        "s",
+        producer,
+        handler,
+        "dlq",
+        timeout_s=0.01,  # bounded at twice that + 5 s: the test takes about 6 s
+        limit=DeadLetterLimit(0.9),
+        stop=Stopper(),
+        wedged=reasons.append,  # the real one ends the process
+    )
+    with pytest.raises(TransientError):
+        proc.process(FakeConsumer({}), messages("in", [b"a"]))
+    assert len(reasons) == 1 and "kept failing" in reasons[0]
+    assert producer.visible == [] and producer.calls[-1] == "abort_transaction"
