@@ -63,13 +63,23 @@ def port_open(port: int, timeout_s: float = 0.5) -> bool:
 
 
 def process_running(pid: int, marker: str) -> bool:
-    """True when ``pid`` is alive (not a zombie) and its command line contains ``marker``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z" and marker in cmdline
+    """True when ``pid`` is alive (not a zombie) and its command line contains ``marker``.
+
+    A live process's command line reads empty for a moment in two cases: inside its execve
+    (a registry just started was taken for dead, "exited 0s after its start", in a loaded test
+    run) and while it exits. Either passes within moments, so an empty one is read again."""
+    for _ in range(40):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return False
+        if stat.rpartition(")")[2].split()[0] == "Z":
+            return False
+        if cmdline:
+            return marker in cmdline
+        time.sleep(0.05)
+    return False
 
 
 def terminate(
