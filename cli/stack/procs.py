@@ -69,12 +69,11 @@ def process_running(pid: int, marker: str) -> bool:
     (a registry just started was taken for dead, "exited 0s after its start", in a loaded test
     run) and while it exits. Either passes within moments, so an empty one is read again."""
     for _ in range(40):
+        if _state(pid) in (None, "Z", "X"):
+            return False
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
-            return False
-        if stat.rpartition(")")[2].split()[0] == "Z":
             return False
         if cmdline:
             return marker in cmdline
@@ -106,14 +105,16 @@ def _until_exited(pid: int, timeout_s: float = 5.0) -> None:
     its files are closed: a registry "stopped" by the marker's absence still held its database's
     file lock, and the next start failed on it."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            return
-        if state in ("Z", "X"):
-            return
+    while time.monotonic() < deadline and _state(pid) not in (None, "Z", "X"):
         time.sleep(0.05)
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter from /proc (R, S, D, Z, X, ...); None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def tail(path: Path, lines: int = 15) -> str:
