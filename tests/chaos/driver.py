@@ -113,6 +113,12 @@ def _noting_failure(failed: list[BaseException], call: Any, *args: Any) -> None:
         raise
 
 
+def _check_sender(failed: list[BaseException]) -> None:
+    # A stream cut short would be judged as events lost, hours later: end the run now.
+    if failed:
+        raise RuntimeError(f"sending the stream failed: {failed[0]!r}") from failed[0]
+
+
 def run(
     workdir: Path,
     seed: int,
@@ -214,8 +220,7 @@ def _run(
         began = time.monotonic()
         next_fault = began + fault_every_s
         while emitter.is_alive() or sum(chaos.injected.values()) < min_faults:
-            if failed:  # a stream cut short would be judged as events lost, hours later
-                raise RuntimeError(f"sending the stream failed: {failed[0]!r}") from failed[0]
+            _check_sender(failed)
             chaos.supervise()
             if time.monotonic() >= next_fault:
                 chaos.inject()
@@ -224,8 +229,7 @@ def _run(
                 report.stream_s = round(time.monotonic() - began, 1)
             time.sleep(0.2)
         emitter.join()
-        if failed:
-            raise RuntimeError(f"sending the stream failed: {failed[0]!r}") from failed[0]
+        _check_sender(failed)
         report.faults_s = round(time.monotonic() - began, 1)
         chaos.scale_back()
         want, want_learning = expected_tables(stream.proctoring), expected(stream.learning)
