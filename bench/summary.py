@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bench.e2e import Latency
+from bench.e2e import WARMUP_S, Latency
 from bench.report import Figure
 from common.settings import Settings
 
@@ -164,10 +164,13 @@ def _latency(run: Run) -> list[str]:
     lat = run.latency
     if lat is None:
         return []
+    asked = lat.events + lat.startup_events
     return [
-        f"Latency ingest -> committed row, {lat.events:,} events asked at {lat.rate:,.0f}/s"
+        f"Latency ingest -> committed row, {asked:,} events asked at {lat.rate:,.0f}/s"
         f" (produced at {lat.achieved:,.0f}/s): p50 {lat.p50_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms,"
-        f" max {lat.max_ms:.0f} ms; the three stages used {lat.stage_cpu_us:.1f} µs CPU/event."
+        f" max {lat.max_ms:.0f} ms over the {lat.events:,} produced after the first"
+        f" {WARMUP_S:g} s; those {lat.startup_events:,} of the start-up (cold clients) took up to"
+        f" {lat.startup_max_ms:.0f} ms; the three stages used {lat.stage_cpu_us:.1f} µs CPU/event."
     ]
 
 

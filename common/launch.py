@@ -213,6 +213,7 @@ def _consume(
             inputs,
             batch_size=settings.batch_size,
             poll_timeout_s=settings.poll_timeout_s,
+            batch_linger_s=settings.batch_linger_s,
             stop=stop,
             observer=observer,
             **limits,

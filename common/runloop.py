@@ -232,13 +232,22 @@ def run(
     batch_size: int,
     poll_timeout_s: float,
     stop: Stopper,
+    batch_linger_s: float | None = None,
     max_messages: int | None = None,
     idle_stop_s: float | None = None,
     on_batch: Callable[[RunStats], None] | None = None,
     observer: Observer | None = None,
 ) -> RunStats:
     """Run until ``stop`` is set (or, for tests and tools, ``max_messages`` were processed or
-    nothing arrived for ``idle_stop_s``)."""
+    nothing arrived for ``idle_stop_s``).
+
+    A batch poll returns when it has ``batch_size`` messages or its timeout is over, whichever
+    comes first, so with events trickling in, every stage they pass would hold them for its whole
+    timeout. With ``batch_linger_s`` set, an idle stage waits up to ``poll_timeout_s`` for one
+    event and handles it at once; while events arrive it waits at most ``batch_linger_s`` to fill
+    a batch (a backlog fills it at once)."""
+    linger_s = None if batch_linger_s is None else min(batch_linger_s, poll_timeout_s)
+    flowing = False
     stats = RunStats()
     backoff = 0.0
     owner = Ownership(processor, stats, observer)
@@ -253,11 +262,17 @@ def run(
             if idle_stop_s is not None and time.monotonic() - last_data > idle_stop_s:
                 break
             try:
-                polled = consumer.consume(batch_size, poll_timeout_s)
+                if linger_s is None:
+                    polled = consumer.consume(batch_size, poll_timeout_s)
+                elif flowing:
+                    polled = consumer.consume(batch_size, linger_s)
+                else:
+                    polled = consumer.consume(1, poll_timeout_s)
                 batch = owner.take(consumer, polled)
             except StopRequested as exc:
                 log.info("%s", exc)
                 break
+            flowing = bool(polled)
             if observer is not None:
                 observer.turned(consumer)
             owned = set(stats.partitions)

@@ -57,6 +57,11 @@ class Settings:
     )
     batch_size: int = _setting(1000, "events a stage takes in one poll and one transaction")
     poll_timeout_s: float = _setting(0.5, "seconds a stage's poll waits for events")
+    batch_linger_s: float = _setting(
+        0.05,
+        "seconds a stage waits to fill a batch while events are arriving (a backlog fills it at "
+        "once); 0: take what has arrived",
+    )
     io_timeout_s: float = _setting(
         30.0, "seconds a stage waits for the broker or the database before it reports and retries"
     )

@@ -54,6 +54,8 @@ def check(settings: Settings) -> None:
         raise SettingsError(
             "DA_POLL_TIMEOUT_S, DA_IO_TIMEOUT_S and DA_PARK_TIMEOUT_S must be positive"
         )
+    if settings.batch_linger_s < 0:
+        raise SettingsError("DA_BATCH_LINGER_S must not be negative")
     if min(settings.loop_ttl_s, settings.unassigned_max_s, settings.unhealthy_exit_s) <= 0:
         raise SettingsError(
             "DA_LOOP_TTL_S, DA_UNASSIGNED_MAX_S and DA_UNHEALTHY_EXIT_S must be positive"

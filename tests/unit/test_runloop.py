@@ -149,3 +149,58 @@ def test_dead_letter_limit_trips_only_on_a_high_share() -> None:
     with pytest.raises(DeadLetterLimitExceeded):
         for _ in range(100):
             limit.record(True)
+
+
+def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch poll returns when it is full or its timeout is over: with events trickling in, a
+    # full batch's wait at every stage would hold each event for it.
+    consumer, proc = _consumer(15), Recorder()
+    original = consumer.consume
+    polls: list[tuple[int, float]] = []
+
+    def consume(num_messages: int = 1, timeout: float = -1) -> list[object]:
+        polls.append((num_messages, timeout))
+        return original(num_messages, timeout)
+
+    monkeypatch.setattr(consumer, "consume", consume)
+    stats = run(
+        consumer,
+        proc,
+        ["in"],
+        batch_size=10,
+        poll_timeout_s=0.04,
+        batch_linger_s=0.01,
+        stop=Stopper(),
+        idle_stop_s=0.15,
+    )
+    # idle: one event; then batches within the linger (10, 4, none); idle again
+    assert polls[:5] == [(1, 0.04), (10, 0.01), (10, 0.01), (10, 0.01), (1, 0.04)]
+    assert set(polls[5:]) == {(1, 0.04)}
+    assert proc.committed == [str(i).encode() for i in range(15)]
+    assert stats.batches == 3
+
+
+def test_the_linger_is_never_longer_than_the_poll_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer, proc = _consumer(5), Recorder()
+    original = consumer.consume
+    timeouts: list[float] = []
+
+    def consume(num_messages: int = 1, timeout: float = -1) -> list[object]:
+        timeouts.append(timeout)
+        return original(num_messages, timeout)
+
+    monkeypatch.setattr(consumer, "consume", consume)
+    run(
+        consumer,
+        proc,
+        ["in"],
+        batch_size=10,
+        poll_timeout_s=0.02,
+        batch_linger_s=5.0,
+        stop=Stopper(),
+        idle_stop_s=0.1,
+    )
+    assert max(timeouts) == 0.02
+    assert proc.committed == [str(i).encode() for i in range(5)]
