@@ -15,8 +15,8 @@ from msgspec.structs import asdict
 
 from common.codec import Codec
 from common.errors import InvalidEvent
-
-CANONICAL = "canonical"
+from common.events.plain import CANONICAL as CANONICAL  # re-exported: its home for callers
+from common.events.plain import canonical_body, writes_plain
 
 
 class Lineage(msgspec.Struct, frozen=True):
@@ -121,6 +121,10 @@ class CanonicalEvent(msgspec.Struct, frozen=True):
     impacts: tuple[Impact, ...] = ()
 
     def encode(self, codec: Codec) -> bytes:
+        if writes_plain(codec):  # most events: written directly (``common.events.plain``)
+            body = canonical_body(self)
+            if body is not None:
+                return codec.header(CANONICAL) + body
         return codec.encode(
             CANONICAL,
             {
