@@ -9,6 +9,7 @@ import msgspec
 
 from common.codec import Codec
 from common.events.canonical import Lineage
+from common.events.plain import NotPlain, fulfillment_fields
 
 FULFILLMENT_DE = "de/fulfillment"
 
@@ -42,6 +43,19 @@ class FulfillmentEvent(msgspec.Struct, frozen=True):
 
     @classmethod
     def decode(cls, codec: Codec, data: bytes | None) -> FulfillmentEvent:
+        # Read directly when written with the newest schema (``common.events.plain``, what
+        # fastavro reads, in about half the time); anything else, fastavro's way.
+        start = None if data is None else codec.newest_body(FULFILLMENT_DE, data)
+        if data is not None and start is not None:
+            try:
+                name, eid, fid, etype, at, actor, attributes, root, stages, hops = (
+                    fulfillment_fields(data, start)
+                )
+                return cls(
+                    name, eid, fid, etype, at, Lineage(root, stages, hops), actor, attributes
+                )
+            except (NotPlain, IndexError):
+                pass
         r = codec.decode(FULFILLMENT_DE, data)
         return cls(
             r["name"],

@@ -1,4 +1,9 @@
-"""Avro bodies of the plain canonical record, written directly instead of through fastavro.
+"""Avro bodies of the plain shapes, written and read directly instead of through fastavro.
+
+Avro's binary form of a record is its fields one after the other: a string is its length (a
+zigzag varint) and its UTF-8 bytes, a long a zigzag varint, a union its branch then the value, a
+map or array blocks of a count and items, ended by a count of 0. The primitives here read and
+write those; ``demux.reframe`` builds a DE from slices of a canonical record with them.
 
 GEP writes one canonical record per raw event. fastavro's writer is general: for each record it
 walks the schema, resolves each union's branch and turns the record's dict into bytes, about 7.5
@@ -16,7 +21,7 @@ rather than writing the old layout.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from common.codec import Codec, SchemaVersion
@@ -75,7 +80,116 @@ def writes_plain(codec: Codec) -> bool:
     return seen[1]
 
 
-def _long(n: int) -> bytes:
+class NotPlain(Exception):
+    """Not the plain shape (or not what fastavro writes): take fastavro's way, which decides."""
+
+
+# A timestamp of at most 8 varint bytes is within 2**55 µs (about 1,100 years) of 1970: one a
+# datetime holds. Longer ones take fastavro's way.
+_MAX_TIME_BYTES = 8
+
+
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
+    """A zigzag varint at ``pos``: its value and where it ends."""
+    b = data[pos]
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos + 1
+    n, shift, pos = b & 0x7F, 7, pos + 1
+    while True:
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise NotPlain
+    if b == 0:  # an overlong form: fastavro would write it shorter
+        raise NotPlain
+    return (n >> 1) ^ -(n & 1), pos
+
+
+def read_text(data: bytes, pos: int) -> tuple[str, int]:
+    """A string at ``pos``: its text and where it ends."""
+    b = data[pos]
+    if b < 0x80 and not b & 1:  # most strings: shorter than 64 bytes, a one-byte length
+        start, end = pos + 1, pos + 1 + (b >> 1)
+        if end > len(data):
+            raise NotPlain
+    else:
+        size, start = read_long(data, pos)
+        end = start + size
+        if size < 0 or end > len(data):
+            raise NotPlain
+    try:
+        return data[start:end].decode(), end
+    except UnicodeDecodeError:
+        raise NotPlain from None
+
+
+def time_end(data: bytes, pos: int) -> int:
+    """Where the timestamp at ``pos`` ends; one a datetime might not hold is not plain."""
+    return read_time_micros(data, pos)[1]
+
+
+def read_time_micros(data: bytes, pos: int) -> tuple[int, int]:
+    micros, end = read_long(data, pos)
+    if end - pos > _MAX_TIME_BYTES:
+        raise NotPlain
+    return micros, end
+
+
+def read_time(data: bytes, pos: int) -> tuple[datetime, int]:
+    """A timestamp-micros at ``pos``, as fastavro reads it: UTC."""
+    micros, end = read_time_micros(data, pos)
+    seconds, micros = divmod(micros, 1_000_000)
+    return _EPOCH + timedelta(0, seconds, micros), end
+
+
+def read_strings(data: bytes, pos: int, n: int) -> tuple[list[str], int]:
+    """``n`` strings in a row at ``pos`` (one call for all: a call costs as much as a string)."""
+    out: list[str] = []
+    size_of_data = len(data)
+    try:
+        for _ in range(n):
+            b = data[pos]
+            if b < 0x80 and not b & 1:  # shorter than 64 bytes: a one-byte length
+                start = pos + 1
+                pos = start + (b >> 1)
+            else:
+                size, start = read_long(data, pos)
+                if size < 0:
+                    raise NotPlain
+                pos = start + size
+            if pos > size_of_data:
+                raise NotPlain
+            out.append(data[start:pos].decode())
+    except UnicodeDecodeError:
+        raise NotPlain from None
+    return out, pos
+
+
+def read_texts(data: bytes, pos: int, pairs: bool) -> tuple[list[str], int]:
+    """The items of an array of strings (``pairs``: of a map of strings, key and value in turn)
+    at ``pos``, in the blocks fastavro writes (no byte sizes)."""
+    out: list[str] = []
+    count, pos = read_long(data, pos)
+    while count:
+        if count < 0:
+            raise NotPlain
+        items, pos = read_strings(data, pos, count * 2 if pairs else count)
+        out += items
+        count, pos = read_long(data, pos)
+    return out, pos
+
+
+def text_bytes(text: str) -> bytes:
+    raw = text.encode()
+    return long_bytes(len(raw)) + raw
+
+
+def long_bytes(n: int) -> bytes:
+    """The zigzag varint of ``n``."""
     if 0 <= n < 64:
         return _SMALL[n]
     z = (n << 1) ^ (n >> 63)
@@ -111,32 +225,71 @@ def canonical_body(e: CanonicalEvent) -> bytes | None:
             if type(text) is not str:
                 return None
             raw = text.encode()
-            add(_long(len(raw)))
+            add(long_bytes(len(raw)))
             add(raw)
-        add(_long(occurred))
-        add(_long(received))
+        add(long_bytes(occurred))
+        add(long_bytes(received))
         actor = e.actor_id
         if actor is None:
             add(b"\x00")
         elif type(actor) is str:
             raw = actor.encode()
             add(b"\x02")
-            add(_long(len(raw)))
+            add(long_bytes(len(raw)))
             add(raw)
         else:
             return None
         attributes = e.attributes
         if attributes:
-            add(_long(len(attributes)))
+            add(long_bytes(len(attributes)))
             for k, v in attributes.items():
                 if type(k) is not str or type(v) is not str:
                     return None
                 raw, value = k.encode(), v.encode()
-                add(_long(len(raw)))
+                add(long_bytes(len(raw)))
                 add(raw)
-                add(_long(len(value)))
+                add(long_bytes(len(value)))
                 add(value)
         add(_TAIL)
     except UnicodeEncodeError:  # a lone surrogate: fastavro decides what to say
         return None
     return b"".join(parts)
+
+
+FulfillmentFields = tuple[
+    str, str, str, str, datetime, str | None, dict[str, str], str, tuple[str, ...], int
+]
+
+
+def fulfillment_fields(data: bytes, pos: int) -> FulfillmentFields:
+    """The fields of a fulfillment DE body at ``pos`` (schema de/fulfillment v1), as fastavro
+    reads them: name, event id, fulfillment id, event type, event time, actor, attributes, and the
+    lineage's root event id, stages and hops. Raises NotPlain (or IndexError, on a record cut
+    short) for anything fastavro must judge."""
+    (name, event_id, fulfillment_id, event_type), pos = read_strings(data, pos, 4)
+    occurred_at, pos = read_time(data, pos)
+    branch, pos = read_long(data, pos)
+    actor: str | None = None
+    if branch == 1:
+        actor, pos = read_text(data, pos)
+    elif branch != 0:
+        raise NotPlain
+    pairs, pos = read_texts(data, pos, pairs=True)
+    attributes = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    root, pos = read_text(data, pos)
+    stages, pos = read_texts(data, pos, pairs=False)
+    hops, pos = read_long(data, pos)
+    if pos != len(data):
+        raise NotPlain
+    return (
+        name,
+        event_id,
+        fulfillment_id,
+        event_type,
+        occurred_at,
+        actor,
+        attributes,
+        root,
+        tuple(stages),
+        hops,
+    )

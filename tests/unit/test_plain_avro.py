@@ -1,5 +1,6 @@
 """The canonical record written directly (``common.events.plain``) is byte for byte what fastavro
-writes, on the plain shape and on everything else (which goes to fastavro)."""
+writes, on the plain shape and on everything else (which goes to fastavro); a fulfillment DE read
+directly is what fastavro reads, and a damaged one is refused as fastavro refuses it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.codec import SCHEMAS_DIR, Codec
-from common.events import CanonicalEvent, Impact, SystemChange, Usage
-from common.events.plain import _long, canonical_body, writes_plain
+from common.errors import InvalidEvent
+from common.events import (
+    FULFILLMENT_DE,
+    CanonicalEvent,
+    FulfillmentEvent,
+    Impact,
+    Lineage,
+    SystemChange,
+    Usage,
+)
+from common.events.plain import canonical_body, long_bytes, writes_plain
 
 CODEC = Codec()
 text = st.text(max_size=80)
@@ -74,7 +84,7 @@ def test_any_event_is_written_as_fastavro_writes_it(e: CanonicalEvent) -> None:
 def test_a_long_is_the_zigzag_varint_avro_writes(n: int) -> None:
     buf = io.BytesIO()
     schemaless_writer(buf, {"type": "long"}, n)
-    assert _long(n) == buf.getvalue()
+    assert long_bytes(n) == buf.getvalue()
 
 
 def test_what_the_plain_writer_does_not_take_goes_to_fastavro() -> None:
@@ -106,3 +116,63 @@ def test_a_new_canonical_layout_turns_the_plain_writer_off(tmp_path: Path) -> No
     at = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
     e = CanonicalEvent("e", "proctoring", "t", "fulfillment", "f", at, at)
     assert CanonicalEvent.decode(newer, e.encode(newer)) == e
+
+
+def _fastavro_read(data: bytes) -> FulfillmentEvent | str:
+    try:
+        with patch.object(Codec, "newest_body", return_value=None):
+            return FulfillmentEvent.decode(CODEC, data)
+    except InvalidEvent as exc:
+        return exc.reason
+
+
+def _direct_read(data: bytes) -> FulfillmentEvent | str:
+    try:
+        return FulfillmentEvent.decode(CODEC, data)
+    except InvalidEvent as exc:
+        return exc.reason
+
+
+@st.composite
+def fulfillment_events(draw: st.DrawFn) -> FulfillmentEvent:
+    return FulfillmentEvent(
+        draw(text),
+        draw(text),
+        draw(text),
+        draw(text),
+        draw(moments),
+        Lineage(
+            draw(text), tuple(draw(st.lists(text, max_size=4))), draw(st.integers(0, 2**31 - 1))
+        ),
+        draw(st.none() | text),
+        draw(st.dictionaries(text, text, max_size=6)),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(fulfillment_events())
+def test_a_de_is_read_as_fastavro_reads_it(e: FulfillmentEvent) -> None:
+    data = e.encode(CODEC)
+    assert CODEC.newest_body(FULFILLMENT_DE, data) is not None  # the direct way is taken
+    read = _direct_read(data)
+    assert read == _fastavro_read(data)
+    assert isinstance(read, FulfillmentEvent) and read.occurred_at == e.occurred_at
+
+
+@settings(max_examples=300, deadline=None)
+@given(fulfillment_events(), st.data())
+def test_a_damaged_de_is_read_or_refused_as_fastavro_does(
+    e: FulfillmentEvent, data: st.DataObject
+) -> None:
+    raw = bytearray(e.encode(CODEC))
+    body = CODEC.newest_body(FULFILLMENT_DE, bytes(raw)) or 0
+    kind = data.draw(st.sampled_from(["cut", "flip", "append"]))
+    at = data.draw(st.integers(body, len(raw) - 1))
+    if kind == "cut":
+        damaged = bytes(raw[:at])
+    elif kind == "flip":
+        raw[at] ^= data.draw(st.integers(1, 255))
+        damaged = bytes(raw)
+    else:
+        damaged = bytes(raw) + data.draw(st.binary(min_size=1, max_size=4))
+    assert _direct_read(damaged) == _fastavro_read(damaged)
