@@ -57,11 +57,17 @@ def connect(
     dep: str | None = None,
 ) -> psycopg.Connection[tuple[object, ...]]:
     """A connection to the shared database, or to ``dep``'s when it has its own."""
+    # Every statement planned for its parameters: psycopg prepares a statement run five times,
+    # and PostgreSQL may then keep one generic plan for it, made while a DEP's tables were
+    # small and guessing ten keys for ``= ANY($1)``. One such plan had every later batch of
+    # fulfillment-state scan current_fulfillments comparing each row with each of its keys:
+    # 12-15k instead of 25k DEs/s on one input, by when the plan was made. Planning costs
+    # far less (tests/integration/test_db_plans.py).
     conn = psycopg.connect(
         settings.database_url if dep is None else settings.database_url_for(dep),
         autocommit=autocommit,
         connect_timeout=max(1, int(timeout_s or settings.io_timeout_s)),
-        options=f"-c search_path={settings.database_schema}",
+        options=f"-c search_path={settings.database_schema} -c plan_cache_mode=force_custom_plan",
         application_name="da-pipeline",
     )
     return conn
