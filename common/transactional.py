@@ -27,12 +27,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import cast
 
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from common import faults
-from common.deadletter import DEFAULT_MAX_BYTES, DeadLetterLimit, dead_letter, record_size
+from common.deadletter import (
+    DEFAULT_MAX_BYTES,
+    RECORD_OVERHEAD,
+    DeadLetterLimit,
+    dead_letter,
+    record_size,
+)
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
 from common.wedge import Watchdog, exit_wedged, until_done
@@ -91,6 +98,7 @@ class TransactionalProcessor:
     ) -> None:
         self.stage = stage
         self.max_bytes = max_message_bytes
+        self._plainly_fits = max_message_bytes - RECORD_OVERHEAD
         # Messages known to be bad before their handler runs: refused by the broker on an earlier
         # attempt, or quarantined by ``common.guard``; the next attempt dead-letters them.
         self.condemned: dict[MessageId, InvalidEvent] = {}
@@ -198,9 +206,9 @@ class TransactionalProcessor:
     def _produce_batch(self, batch: Sequence[Message]) -> tuple[int, int]:
         produced = dead = 0
         dead_letter_topic = self.dead_letter_topic
+        condemned = self.condemned
         for msg in batch:
-            mid = message_id(msg)
-            invalid = self.condemned.get(mid)
+            invalid = condemned.get(message_id(msg)) if condemned else None
             outputs: Sequence[Output] = ()
             if invalid is None:
                 try:
@@ -212,9 +220,10 @@ class TransactionalProcessor:
                         raise
             if invalid is not None:
                 self.limit.record(True)
+                mid = message_id(msg)
                 limit = 0 if mid in self._bare else self.max_bytes
                 dl = dead_letter(self.stage, msg, invalid, max_bytes=limit)
-                self._produce(mid, self.dead_letter_topic, dl.key, dl.value, dl.headers)
+                self._produce(msg, self.dead_letter_topic, dl.key, dl.value, dl.headers)
                 dead += 1
                 continue
             letters = 0
@@ -225,7 +234,7 @@ class TransactionalProcessor:
             if letters < len(outputs) or not outputs:
                 self.limit.record(False)
             for out in outputs:
-                self._produce(mid, out.topic, out.key, out.value, out.headers)
+                self._produce(msg, out.topic, out.key, out.value, out.headers)
             produced += len(outputs) - letters
             dead += letters
         return produced, dead
@@ -234,6 +243,8 @@ class TransactionalProcessor:
         """An output the broker would refuse makes the whole message a dead letter: none of its
         outputs is produced, so a message never half-arrives."""
         for out in outputs:
+            if out.headers is None and len(out.value) + len(out.key or b"") < self._plainly_fits:
+                continue  # most records: far below the limit, no need to count exactly
             size = record_size(out.key, out.value, out.headers or ())
             if size > self.max_bytes:
                 return InvalidEvent(
@@ -265,17 +276,17 @@ class TransactionalProcessor:
 
     def _produce(
         self,
-        mid: MessageId,
+        msg: Message,
         topic: str,
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> None:
-        hdrs: Headers = list(headers) if headers else []
+        hdrs = cast(Headers | None, headers)
 
         def delivered(err: KafkaError | None, _msg: object) -> None:
             if err is not None and faults.kafka_verdict(err) is faults.Verdict.DATA:
-                self._refused[mid] = InvalidEvent(
+                self._refused[message_id(msg)] = InvalidEvent(
                     "rejected_by_broker", f"{err.name()}: {err.str()}"
                 )
 
@@ -291,6 +302,7 @@ class TransactionalProcessor:
                 if invalid is None:
                     raise
                 # Refused before it left (librdkafka's own size check): the same road.
+                mid = message_id(msg)
                 self._refused[mid] = invalid
                 raise TransientError(f"retrying without offset {mid}: {invalid}") from exc
 
