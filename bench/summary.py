@@ -248,7 +248,8 @@ def markdown(run: Run, machine_rows: list[tuple[str, str]], command: str) -> str
         f"the learning workload: {run.learning_messages:,} raw messages of "
         "`da sample learning`. Settings: "
         f"`DA_BATCH_SIZE={s.batch_size}`, `DA_PARTITIONS={s.partitions}` (every topic), "
-        f"`DA_POLL_TIMEOUT_S={s.poll_timeout_s:g}`, replication factor "
+        f"`DA_POLL_TIMEOUT_S={s.poll_timeout_s:g}`, `DA_BATCH_LINGER_S={s.batch_linger_s:g}`, "
+        "replication factor "
         f"{s.replication_factor}. {len(run.figures)} repetitions, interleaved.",
         "",
         "| " + " | ".join(HEAD) + " |",
