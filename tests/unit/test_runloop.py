@@ -151,12 +151,8 @@ def test_dead_letter_limit_trips_only_on_a_high_share() -> None:
             limit.record(True)
 
 
-def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_arrive(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A batch poll returns when it is full or its timeout is over: with events trickling in, a
-    # full batch's wait at every stage would hold each event for it.
-    consumer, proc = _consumer(15), Recorder()
+def _polls(consumer: FakeConsumer, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
+    """Every ``consume`` call's batch size and timeout, as the loop makes them."""
     original = consumer.consume
     polls: list[tuple[int, float]] = []
 
@@ -165,6 +161,16 @@ def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_ar
         return original(num_messages, timeout)
 
     monkeypatch.setattr(consumer, "consume", consume)
+    return polls
+
+
+def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A batch poll returns when it is full or its timeout is over: with events trickling in, a
+    # full batch's wait at every stage would hold each event for it.
+    consumer, proc = _consumer(15), Recorder()
+    polls = _polls(consumer, monkeypatch)
     stats = run(
         consumer,
         proc,
@@ -184,14 +190,7 @@ def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_ar
 
 def test_the_linger_is_never_longer_than_the_poll_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     consumer, proc = _consumer(5), Recorder()
-    original = consumer.consume
-    timeouts: list[float] = []
-
-    def consume(num_messages: int = 1, timeout: float = -1) -> list[object]:
-        timeouts.append(timeout)
-        return original(num_messages, timeout)
-
-    monkeypatch.setattr(consumer, "consume", consume)
+    polls = _polls(consumer, monkeypatch)
     run(
         consumer,
         proc,
@@ -202,5 +201,5 @@ def test_the_linger_is_never_longer_than_the_poll_timeout(monkeypatch: pytest.Mo
         stop=Stopper(),
         idle_stop_s=0.1,
     )
-    assert max(timeouts) == 0.02
+    assert max(timeout for _, timeout in polls) == 0.02
     assert proc.committed == [str(i).encode() for i in range(5)]
