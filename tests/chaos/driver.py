@@ -230,6 +230,8 @@ def _run(
             time.sleep(0.2)
         emitter.join()
         _check_sender(failed)
+        # The stream can end between two turns of the loop above, which then ends too.
+        report.stream_s = report.stream_s or round(time.monotonic() - began, 1)
         report.faults_s = round(time.monotonic() - began, 1)
         chaos.scale_back()
         want, want_learning = expected_tables(stream.proctoring), expected(stream.learning)

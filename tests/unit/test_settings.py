@@ -98,6 +98,7 @@ def test_bad_numbers_are_rejected(tmp_path: Path, name: str, raw: str) -> None:
     [
         ("DA_PARTITIONS", "0"),
         ("DA_POLL_TIMEOUT_S", "-1"),
+        ("DA_BATCH_LINGER_S", "-0.1"),
         ("DA_NAMESPACE", "Bad Name"),
         ("DA_DATABASE_SCHEMA", "drop;table"),
     ],
