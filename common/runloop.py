@@ -243,11 +243,13 @@ def run(
 
     A batch poll returns when it has ``batch_size`` messages or its timeout is over, whichever
     comes first, so with events trickling in, every stage they pass would hold them for its whole
-    timeout. With ``batch_linger_s`` set, an idle stage waits up to ``poll_timeout_s`` for one
-    event and handles it at once; while events arrive it waits at most ``batch_linger_s`` to fill
-    a batch (a backlog fills it at once)."""
+    timeout. With ``batch_linger_s`` set, a stage that has gone idle waits up to
+    ``poll_timeout_s`` for one event and handles it at once; while events arrive it waits at most
+    ``batch_linger_s`` to fill a batch (a backlog fills it at once). Its first poll takes a whole
+    batch, as without a linger: a stage restarted after dying on a batch must take that batch
+    again, from the same first offset, for the crash-loop guard (``common.guard``) to know it."""
     linger_s = None if batch_linger_s is None else min(batch_linger_s, poll_timeout_s)
-    flowing = False
+    flowing = took_any = False
     stats = RunStats()
     backoff = 0.0
     owner = Ownership(processor, stats, observer)
@@ -262,7 +264,7 @@ def run(
             if idle_stop_s is not None and time.monotonic() - last_data > idle_stop_s:
                 break
             try:
-                if linger_s is None:
+                if linger_s is None or not took_any:
                     polled = consumer.consume(batch_size, poll_timeout_s)
                 elif flowing:
                     polled = consumer.consume(batch_size, linger_s)
@@ -273,6 +275,7 @@ def run(
                 log.info("%s", exc)
                 break
             flowing = bool(polled)
+            took_any = took_any or flowing
             if observer is not None:
                 observer.turned(consumer)
             owned = set(stats.partitions)

@@ -10,7 +10,7 @@ from confluent_kafka import TopicPartition
 from common.deadletter import DeadLetterLimit, DeadLetterLimitExceeded
 from common.errors import TransientError
 from common.runloop import Consumer, Message, Stopper, is_transient, run
-from tests.fakes import FakeConsumer, messages
+from tests.fakes import FakeConsumer, FakeMessage, messages
 
 
 class Recorder:
@@ -171,6 +171,16 @@ def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_ar
     # full batch's wait at every stage would hold each event for it.
     consumer, proc = _consumer(15), Recorder()
     polls = _polls(consumer, monkeypatch)
+    original = consumer.consume
+
+    def consume(num_messages: int = 1, timeout: float = -1) -> list[object]:
+        if len(polls) == 4:  # gone idle: three more events arrive
+            consumer.log[("in", 0)] += [
+                FakeMessage(str(i).encode(), _topic="in", _offset=i) for i in (15, 16, 17)
+            ]
+        return original(num_messages, timeout)
+
+    monkeypatch.setattr(consumer, "consume", consume)
     stats = run(
         consumer,
         proc,
@@ -181,11 +191,41 @@ def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_ar
         stop=Stopper(),
         idle_stop_s=0.15,
     )
-    # idle: one event; then batches within the linger (10, 4, none); idle again
-    assert polls[:5] == [(1, 0.04), (10, 0.01), (10, 0.01), (10, 0.01), (1, 0.04)]
-    assert set(polls[5:]) == {(1, 0.04)}
-    assert proc.committed == [str(i).encode() for i in range(15)]
-    assert stats.batches == 3
+    # the start: a whole batch, then batches within the linger (10, 5, none); idle: one event
+    # at once, the rest within the linger; idle again
+    assert polls[:7] == [
+        (10, 0.04),
+        (10, 0.01),
+        (10, 0.01),
+        (1, 0.04),
+        (1, 0.04),
+        (10, 0.01),
+        (10, 0.01),
+    ]
+    assert set(polls[7:]) == {(1, 0.04)}
+    assert proc.committed == [str(i).encode() for i in range(18)]
+    assert stats.batches == 4
+
+
+def test_the_first_poll_takes_a_whole_batch_as_a_restarted_stage_must(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The crash-loop guard knows a batch the stage died on by its first offset; a restarted
+    # stage taking one event first, then the rest, would never retry the same batch.
+    consumer, proc = _consumer(5), Recorder()
+    polls = _polls(consumer, monkeypatch)
+    run(
+        consumer,
+        proc,
+        ["in"],
+        batch_size=10,
+        poll_timeout_s=0.04,
+        batch_linger_s=0.01,
+        stop=Stopper(),
+        max_messages=5,
+    )
+    assert polls == [(10, 0.04)]
+    assert proc.committed == [str(i).encode() for i in range(5)]
 
 
 def test_the_linger_is_never_longer_than_the_poll_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
