@@ -11,7 +11,7 @@ and ceiling alike):
    any Kafka-to-Kafka stage); GEP and bare GEP; demux and bare demux; the DEP and bare DEP
    (``bench.bare``). Odd repetitions run the bare program first.
 4. The learning workload (a class's sessions: one raw message, several canonical events and
-   DEs): GEP and demux alone.
+   DEs): GEP and demux alone, then each learning DEP alone on the DEs the demux wrote.
 5. The three stages as ``da`` processes on the end-to-end namespace while the same events are
    produced as fast as possible.
 
@@ -38,7 +38,7 @@ from psycopg import sql
 from bench import bare, report, summary
 from bench.e2e import run_latency, run_pipeline
 from bench.ingest import learning_messages, produce, sample_messages
-from bench.stage import DEP, STAGES, measure_isolated
+from bench.stage import DEP, LEARNING_DEPS, STAGES, measure_isolated
 from cli.emit_input import Message
 from cli.stages import all_topics
 from common import db, stages
@@ -173,6 +173,10 @@ def _repetition(
     figures.append(
         measure_isolated(learning, "demux", 0, idle_stop_s=5.0, label=summary.LEARNING_DEMUX)
     )
+    for dep in LEARNING_DEPS:  # each on every DE of its inputs, until idle
+        figures.append(
+            measure_isolated(learning, dep, 0, idle_stop_s=5.0, label=summary.learning_dep(dep))
+        )
 
     whole = _space(base, created, f"{name}-e2e")
     with tempfile.TemporaryDirectory(prefix="da-bench-") as workdir:

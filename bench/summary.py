@@ -36,6 +36,11 @@ STAGE_CPU_US = 30.0
 P99_MS = 500.0
 
 
+def learning_dep(name: str) -> str:
+    """The row of a learning DEP measured alone."""
+    return f"learning: DEP {name} alone (its DEs)"
+
+
 @dataclass
 class Run:
     settings: Settings
