@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -164,6 +165,26 @@ def _polls(consumer: FakeConsumer, monkeypatch: pytest.MonkeyPatch) -> list[tupl
     return polls
 
 
+def _lingering(
+    monkeypatch: pytest.MonkeyPatch, *, poll_timeout_s: float, batch_linger_s: float, **until: Any
+) -> list[tuple[int, float]]:
+    """Five messages through the loop with a linger; its polls. Every message is processed."""
+    consumer, proc = _consumer(5), Recorder()
+    polls = _polls(consumer, monkeypatch)
+    run(
+        consumer,
+        proc,
+        ["in"],
+        batch_size=10,
+        poll_timeout_s=poll_timeout_s,
+        batch_linger_s=batch_linger_s,
+        stop=Stopper(),
+        **until,
+    )
+    assert proc.committed == [str(i).encode() for i in range(5)]
+    return polls
+
+
 def test_an_idle_poll_takes_the_first_event_at_once_then_lingers_while_events_arrive(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -212,34 +233,10 @@ def test_the_first_poll_takes_a_whole_batch_as_a_restarted_stage_must(
 ) -> None:
     # The crash-loop guard knows a batch the stage died on by its first offset; a restarted
     # stage taking one event first, then the rest, would never retry the same batch.
-    consumer, proc = _consumer(5), Recorder()
-    polls = _polls(consumer, monkeypatch)
-    run(
-        consumer,
-        proc,
-        ["in"],
-        batch_size=10,
-        poll_timeout_s=0.04,
-        batch_linger_s=0.01,
-        stop=Stopper(),
-        max_messages=5,
-    )
+    polls = _lingering(monkeypatch, poll_timeout_s=0.04, batch_linger_s=0.01, max_messages=5)
     assert polls == [(10, 0.04)]
-    assert proc.committed == [str(i).encode() for i in range(5)]
 
 
 def test_the_linger_is_never_longer_than_the_poll_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    consumer, proc = _consumer(5), Recorder()
-    polls = _polls(consumer, monkeypatch)
-    run(
-        consumer,
-        proc,
-        ["in"],
-        batch_size=10,
-        poll_timeout_s=0.02,
-        batch_linger_s=5.0,
-        stop=Stopper(),
-        idle_stop_s=0.1,
-    )
+    polls = _lingering(monkeypatch, poll_timeout_s=0.02, batch_linger_s=5.0, idle_stop_s=0.1)
     assert max(timeout for _, timeout in polls) == 0.02
-    assert proc.committed == [str(i).encode() for i in range(5)]
