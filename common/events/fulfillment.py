@@ -45,8 +45,7 @@ class FulfillmentEvent(msgspec.Struct, frozen=True):
     def decode(cls, codec: Codec, data: bytes | None) -> FulfillmentEvent:
         # Read directly when written with the newest schema (``common.events.plain``, what
         # fastavro reads, in about half the time); anything else, fastavro's way.
-        start = None if data is None else codec.newest_body(FULFILLMENT_DE, data)
-        if data is not None and start is not None:
+        if data is not None and (start := codec.newest_body(FULFILLMENT_DE, data)) is not None:
             try:
                 name, eid, fid, etype, at, actor, attributes, root, stages, hops = (
                     fulfillment_fields(data, start)

@@ -146,29 +146,6 @@ def read_time(data: bytes, pos: int) -> tuple[datetime, int]:
     return _EPOCH + timedelta(0, seconds, micros), end
 
 
-def read_strings(data: bytes, pos: int, n: int) -> tuple[list[str], int]:
-    """``n`` strings in a row at ``pos`` (one call for all: a call costs as much as a string)."""
-    out: list[str] = []
-    size_of_data = len(data)
-    try:
-        for _ in range(n):
-            b = data[pos]
-            if b < 0x80 and not b & 1:  # shorter than 64 bytes: a one-byte length
-                start = pos + 1
-                pos = start + (b >> 1)
-            else:
-                size, start = read_long(data, pos)
-                if size < 0:
-                    raise NotPlain
-                pos = start + size
-            if pos > size_of_data:
-                raise NotPlain
-            out.append(data[start:pos].decode())
-    except UnicodeDecodeError:
-        raise NotPlain from None
-    return out, pos
-
-
 def read_texts(data: bytes, pos: int, pairs: bool) -> tuple[list[str], int]:
     """The items of an array of strings (``pairs``: of a map of strings, key and value in turn)
     at ``pos``, in the blocks fastavro writes (no byte sizes)."""
@@ -177,8 +154,9 @@ def read_texts(data: bytes, pos: int, pairs: bool) -> tuple[list[str], int]:
     while count:
         if count < 0:
             raise NotPlain
-        items, pos = read_strings(data, pos, count * 2 if pairs else count)
-        out += items
+        for _ in range(count * 2 if pairs else count):
+            text, pos = read_text(data, pos)
+            out.append(text)
         count, pos = read_long(data, pos)
     return out, pos
 
@@ -219,38 +197,27 @@ def canonical_body(e: CanonicalEvent) -> bytes | None:
     if occurred is None or received is None:
         return None
     parts: list[bytes] = []
-    add = parts.append
     try:
         for text in (e.event_id, e.source, e.event_type, e.entity_type, e.entity_id):
             if type(text) is not str:
                 return None
-            raw = text.encode()
-            add(long_bytes(len(raw)))
-            add(raw)
-        add(long_bytes(occurred))
-        add(long_bytes(received))
+            parts.append(text_bytes(text))
+        parts += (long_bytes(occurred), long_bytes(received))
         actor = e.actor_id
         if actor is None:
-            add(b"\x00")
+            parts.append(b"\x00")
         elif type(actor) is str:
-            raw = actor.encode()
-            add(b"\x02")
-            add(long_bytes(len(raw)))
-            add(raw)
+            parts.append(b"\x02" + text_bytes(actor))
         else:
             return None
         attributes = e.attributes
         if attributes:
-            add(long_bytes(len(attributes)))
+            parts.append(long_bytes(len(attributes)))
             for k, v in attributes.items():
                 if type(k) is not str or type(v) is not str:
                     return None
-                raw, value = k.encode(), v.encode()
-                add(long_bytes(len(raw)))
-                add(raw)
-                add(long_bytes(len(value)))
-                add(value)
-        add(_TAIL)
+                parts += (text_bytes(k), text_bytes(v))
+        parts.append(_TAIL)
     except UnicodeEncodeError:  # a lone surrogate: fastavro decides what to say
         return None
     return b"".join(parts)
@@ -266,7 +233,10 @@ def fulfillment_fields(data: bytes, pos: int) -> FulfillmentFields:
     reads them: name, event id, fulfillment id, event type, event time, actor, attributes, and the
     lineage's root event id, stages and hops. Raises NotPlain (or IndexError, on a record cut
     short) for anything fastavro must judge."""
-    (name, event_id, fulfillment_id, event_type), pos = read_strings(data, pos, 4)
+    name, pos = read_text(data, pos)
+    event_id, pos = read_text(data, pos)
+    fulfillment_id, pos = read_text(data, pos)
+    event_type, pos = read_text(data, pos)
     occurred_at, pos = read_time(data, pos)
     branch, pos = read_long(data, pos)
     actor: str | None = None
