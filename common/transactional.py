@@ -33,13 +33,7 @@ import msgspec
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from common import faults
-from common.deadletter import (
-    DEFAULT_MAX_BYTES,
-    RECORD_OVERHEAD,
-    DeadLetterLimit,
-    dead_letter,
-    record_size,
-)
+from common.deadletter import DEFAULT_MAX_BYTES, DeadLetterLimit, dead_letter, record_size
 from common.errors import InvalidEvent, TransientError
 from common.runloop import Consumer, Headers, Message, Producer, Stopper
 from common.wedge import Watchdog, exit_wedged, until_done
@@ -98,7 +92,6 @@ class TransactionalProcessor:
     ) -> None:
         self.stage = stage
         self.max_bytes = max_message_bytes
-        self._plainly_fits = max_message_bytes - RECORD_OVERHEAD
         # Messages known to be bad before their handler runs: refused by the broker on an earlier
         # attempt, or quarantined by ``common.guard``; the next attempt dead-letters them.
         self.condemned: dict[MessageId, InvalidEvent] = {}
@@ -243,8 +236,6 @@ class TransactionalProcessor:
         """An output the broker would refuse makes the whole message a dead letter: none of its
         outputs is produced, so a message never half-arrives."""
         for out in outputs:
-            if out.headers is None and len(out.value) + len(out.key or b"") < self._plainly_fits:
-                continue  # most records: far below the limit, no need to count exactly
             size = record_size(out.key, out.value, out.headers or ())
             if size > self.max_bytes:
                 return InvalidEvent(
