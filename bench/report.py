@@ -1,12 +1,12 @@
-"""The figures of one run, the machine they were measured on, and how they are shown."""
+"""A measured figure, the machine it was measured on, and the recording of a section into a
+document (the tables themselves: ``bench.summary``)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import confluent_kafka
@@ -47,16 +47,6 @@ class Figure:
         return self.cpu_s / self.seconds
 
 
-@dataclass
-class Run:
-    settings: Settings
-    events: int
-    fulfillments: int
-    figures: list[Figure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
 def machine(settings: Settings) -> list[tuple[str, str]]:
     """What the figures depend on, as (label, value) rows."""
     cpuinfo = _read("/proc/cpuinfo")
@@ -95,100 +85,6 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError:
         return ""
-
-
-def _cpu(f: Figure) -> str:
-    share = f.cpu_share
-    return "" if share is None else f"{share * 100:.0f}%"
-
-
-def _events(f: Figure) -> str:
-    return f"{f.events:,}" if f.events else ""
-
-
-def _rate(f: Figure) -> str:
-    return f"{f.rate:,.0f}" if f.events else ""
-
-
-def _rss(f: Figure) -> str:
-    return "" if f.peak_rss_kib is None else f"{f.peak_rss_kib / 1024:.0f}"
-
-
-def _cores(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.0f}%"
-
-
-def _row(f: Figure) -> tuple[str, ...]:
-    s = f.services
-    return (
-        f.name,
-        _events(f),
-        f"{f.seconds:.2f}",
-        _rate(f),
-        _cpu(f),
-        _cores(s.kafka) if s else "",
-        _cores(s.postgres) if s else "",
-        _cores(s.rest) if s else "",
-        _rss(f),
-    )
-
-
-HEAD = (
-    "measurement",
-    "events",
-    "seconds",
-    "events/s",
-    "CPU",
-    "Kafka CPU",
-    "PG CPU",
-    "rest CPU",
-    "peak RSS MiB",
-)
-
-
-def text_table(run: Run) -> str:
-    head = HEAD
-    rows = [_row(f) for f in run.figures]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = [
-        "  ".join(
-            [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]
-        )
-        for r in [head, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"note: {f.name}: {f.note}" for f in run.figures if f.note] + [
-        f"note: {n}" for n in run.notes
-    ]
-    return "\n".join(lines + notes)
-
-
-def markdown(run: Run, machine_rows: list[tuple[str, str]], command: str) -> str:
-    s = run.settings
-    out = [
-        f"## Latest run: {run.started:%Y-%m-%d %H:%M} UTC",
-        "",
-        f"Command: `{command}`",
-        "",
-        "| machine | |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in machine_rows),
-        "",
-        f"Input: {run.events:,} raw proctoring events of {run.fulfillments:,} fulfillments "
-        "(`cli.sample.fulfillments.generate`, seed 42, the first events in time order). Settings: "
-        f"`DA_BATCH_SIZE={s.batch_size}`, `DA_PARTITIONS={s.partitions}` (every topic), "
-        f"`DA_POLL_TIMEOUT_S={s.poll_timeout_s:g}`, `DA_BATCH_LINGER_S={s.batch_linger_s:g}`, "
-        "replication factor "
-        f"{s.replication_factor}.",
-        "",
-        "| " + " | ".join(HEAD) + " |",
-        "|---" + "|--:" * (len(HEAD) - 1) + "|",
-        *("| " + " | ".join(_row(f)) + " |" for f in run.figures),
-        "",
-        *(f"- {f.name}: {f.note}" for f in run.figures if f.note),
-        *(f"- {n}" for n in run.notes),
-    ]
-    return "\n".join(out).rstrip() + "\n"
 
 
 def record(path: Path, section: str, begin: str = BEGIN, end_mark: str = END) -> None:
