@@ -63,11 +63,17 @@ def _unstorable(text: str) -> str | None:
     return None
 
 
+def may_hold_nul(raw: bytes) -> bool:
+    """Whether text decoded from the JSON ``raw`` can hold a NUL: only through ``\\u0000`` (a raw
+    control character is not JSON)."""
+    return b"\\u0000" in raw
+
+
 def check_json(value: Any, raw: bytes, field: str, depth: int) -> None:
     """Depth and text of ``value``, decoded from (a part of) ``raw`` at level ``depth``; raises
     naming the field at fault. Cheap when ``raw`` cannot hold a fault: with fewer brackets than
-    the limit nothing is too deep, and NUL only enters decoded text through ``\\u0000``."""
-    if raw.count(b"[") + raw.count(b"{") < MAX_DEPTH and b"\\u0000" not in raw:
+    the limit nothing is too deep, and without ``may_hold_nul`` no text holds a NUL."""
+    if raw.count(b"[") + raw.count(b"{") < MAX_DEPTH and not may_hold_nul(raw):
         return
     walk(value, field, depth)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import msgspec
 
-from common.checks import in_utc
+from common.checks import in_utc, may_hold_nul
 from common.errors import InvalidEvent
 from common.events import CanonicalEvent
 
@@ -31,9 +31,7 @@ def looks_like(obj: object) -> bool:
 
 def parse(value: bytes | None, received_at: datetime) -> list[CanonicalEvent]:
     row = decode(value)
-    # Decoded text holds a NUL only where the JSON wrote one as \u0000 (a raw control character
-    # is not JSON): without that, no column needs looking at.
-    return [to_canonical(row, received_at, nul_free=b"\\u0000" not in (value or b""))]
+    return [to_canonical(row, received_at, nul_free=not may_hold_nul(value or b""))]
 
 
 def decode(value: bytes | None) -> dict[str, _Scalar]:
@@ -91,10 +89,11 @@ def to_canonical(
         raise InvalidEvent(
             "bad_event_type", f"type={event_type!r} is not Event::<Name>", field="type"
         )
-    for k, v in () if nul_free else row.items():
-        if "\x00" in k or (isinstance(v, str) and "\x00" in v):
-            # PostgreSQL text cannot hold NUL; no downstream store could keep this event.
-            raise InvalidEvent("bad_value", f"column {k!r} contains a NUL character", field=k)
+    if not nul_free:  # ``common.checks.may_hold_nul`` said a column might hold one
+        for k, v in row.items():
+            if "\x00" in k or (isinstance(v, str) and "\x00" in v):
+                # PostgreSQL text cannot hold NUL; no downstream store could keep this event.
+                raise InvalidEvent("bad_value", f"column {k!r} contains a NUL character", field=k)
     attributes = {
         k: v if type(v) is str else msgspec.json.encode(v).decode()
         for k, v in row.items()
