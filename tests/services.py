@@ -4,7 +4,8 @@ schema registry.
 In order: the services the environment names (``DA_KAFKA_BOOTSTRAP_SERVERS``,
 ``DA_DATABASE_URL`` and ``DA_SCHEMA_REGISTRY_URL``); containers (no registry), when a Docker
 engine answers; the project's own launcher (``da stack up``) in ``<repo>/.da/test-stack``. What
-a test session started it stops at the end, unless another session is still using it or
+a test session started it stops at the end, with its data (every test works in a namespace of its
+own, so nothing in it is worth keeping), unless another session is still using it or
 ``DA_TEST_KEEP_STACK`` is set; a stack that was already running is left alone.
 """
 
@@ -26,7 +27,7 @@ from confluent_kafka import KafkaException
 
 from cli.stack import postgres as launcher_pg
 from cli.stack.control import stack_status, start_stack, stop_stack
-from common.kafka import ServiceUnavailable, check_kafka
+from common.kafka import ServiceUnavailable, check_kafka, make_admin
 from common.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,7 +130,23 @@ def _stop_if_unused(state: Path, users: TextIO) -> None:
         fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another test session still uses it; the last one out does not stop it either
-    stop_stack(state)
+    # Purged: a kept broker loads every partition of every earlier session at start, and with
+    # ~20,000 of them it ran out of file handles and would not start at all.
+    stop_stack(state, purge=True)
+
+
+def drop_topics(settings: Settings) -> None:
+    """Delete the topics of a test's namespace, so that a session's broker holds only the live
+    tests' partitions (a full suite creates thousands). Best effort: a test that stopped the
+    broker leaves them to the purge when the stack stops."""
+    admin = make_admin(settings, quiet=True)
+    try:
+        listed = admin.list_topics(timeout=10).topics
+        mine = [t for t in listed if t.startswith(f"{settings.namespace}.")]
+        for future in admin.delete_topics(mine, operation_timeout=10).values() if mine else ():
+            future.result()
+    except KafkaException:
+        pass
 
 
 def acquire(cleanup: ExitStack, env: dict[str, str] | None = None) -> Services:

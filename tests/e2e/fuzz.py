@@ -20,7 +20,7 @@ from psycopg import sql
 
 from common.settings import Settings
 from tests.e2e import poison_run
-from tests.services import Services, acquire
+from tests.services import Services, acquire, drop_topics
 
 
 def wave(
@@ -65,6 +65,7 @@ def wave(
     finally:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+        drop_topics(settings)
 
 
 def render(total: poison_run.Figures, waves: int, minutes: float) -> str:

@@ -29,7 +29,7 @@ from common.kafka import ensure_topics, make_producer
 from common.settings import Settings
 from common.topics import Topics
 from dep import registry
-from tests.services import Services
+from tests.services import Services, drop_topics
 from tests.unit.test_collector import SEED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,6 +154,7 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
                     sql.Identifier(settings.database_schema)
                 )
             )
+        drop_topics(settings)
     tails = {n: (logs / f"{n}.log").read_text()[-800:] for n in procs}
     assert set(exits.values()) == {0}, (exits, tails)
 

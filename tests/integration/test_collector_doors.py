@@ -31,7 +31,7 @@ from common.settings import Settings
 from dep import registry
 from tests.e2e.test_collector import REPO, free_port
 from tests.nasty import NASTY_TEXT, deep, nasty_json, nasty_scalars
-from tests.services import Services
+from tests.services import Services, drop_topics
 from tests.unit.test_collector import SEED
 
 FUZZ = settings(
@@ -128,6 +128,7 @@ def door(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     sql.Identifier(s.database_schema)
                 )
             )
+        drop_topics(s)
 
 
 def _ready(url: str) -> bool:
