@@ -7,9 +7,7 @@ msgspec, fastavro and psycopg, with the same guarantees as the stage it stands b
   (parsed schema reused) of the canonical record, in Kafka transactions.
 - ``demux``: fastavro decode of the canonical record, the fulfillment DE built from it, fastavro
   encode, in Kafka transactions.
-- ``dep``: fastavro decode of the DE, COPY into a temporary table, one merge into ``events``,
-  one statement for every partition's offset in ``da_offsets``, one database transaction per
-  batch (resuming from the stored offsets).
+- ``dep`` and ``dep-tables``: the DEP's step, into PostgreSQL (``bench.bare_dep``).
 
 Each runs in a fresh spawned interpreter, as ``bench.stage`` runs the project's stages, and is
 timed the same way: from the first message handled to the batch that reached ``n`` committed.
@@ -18,25 +16,19 @@ timed the same way: from the first message handled to the batch that reached ``n
 from __future__ import annotations
 
 import io
-import json
 import multiprocessing
-import os
 import re
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from confluent_kafka import Consumer, TopicPartition
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import schemaless_reader, schemaless_writer
 
-from bench import proc
+from bench import bare_dep
+from bench.bare_loop import Timer, body, consume_loop, schema
 from bench.report import Figure
-from cli.schemas import codec_for
-from common import db
-from common.codec import HEADER_LEN, REGISTRY_HEADER_LEN
 from common.events.canonical import CANONICAL
 from common.events.fulfillment import FULFILLMENT_DE
 from common.kafka import make_consumer, make_producer
@@ -45,26 +37,12 @@ from common.settings import Settings
 from common.topics import Topics
 from common.transactional import next_offsets
 
-KINDS = ("passthrough", "gep", "demux", "dep")
+KINDS = ("passthrough", "gep", "demux", *bare_dep.KINDS)
 _TYPE_RE = re.compile(r"^Event::[A-Za-z][A-Za-z0-9]*$")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _ROW = msgspec.json.Decoder(dict[str, str | int | float | bool | None])
 _KNOWN = frozenset(("id", "type", "fulfillment_id", "created_at", "created_by_id"))
 Out = tuple[str, bytes | None, bytes, Any]
-
-
-def _schema(settings: Settings, name: str) -> tuple[Any, bytes]:
-    """The parsed newest schema of ``name`` and the framing the stages write it with."""
-    codec = codec_for(settings)
-    try:
-        return parse_schema(json.loads(codec.latest(name).text)), codec.header(name)
-    finally:
-        codec.close()
-
-
-def _body(value: bytes) -> io.BytesIO:
-    # The stages' records in either framing: registry (00 + id) or single-object (C3 01 + crc).
-    return io.BytesIO(value[REGISTRY_HEADER_LEN if value[:1] == b"\x00" else HEADER_LEN :])
 
 
 def _checked(row: dict[str, Any], name: str) -> str:
@@ -78,7 +56,7 @@ def _checked(row: dict[str, Any], name: str) -> str:
 
 
 def _gep_step(settings: Settings, topics: Topics) -> Callable[[Message], list[Out]]:
-    schema, header = _schema(settings, CANONICAL)
+    parsed, header = schema(settings, CANONICAL)
     out_topic = topics.canonical
 
     def step(m: Message) -> list[Out]:
@@ -113,19 +91,19 @@ def _gep_step(settings: Settings, topics: Topics) -> Callable[[Message], list[Ou
         }
         buf = io.BytesIO()
         buf.write(header)
-        schemaless_writer(buf, schema, record)
+        schemaless_writer(buf, parsed, record)
         return [(out_topic, fid.encode(), buf.getvalue(), None)]
 
     return step
 
 
 def _demux_step(settings: Settings, topics: Topics) -> Callable[[Message], list[Out]]:
-    canonical, _ = _schema(settings, CANONICAL)
-    de, de_header = _schema(settings, FULFILLMENT_DE)
+    canonical, _ = schema(settings, CANONICAL)
+    de, de_header = schema(settings, FULFILLMENT_DE)
     out_topic = topics.sink_bucket("demux", "fulfillment")
 
     def step(m: Message) -> list[Out]:
-        r = schemaless_reader(_body(m.value() or b""), canonical, None)
+        r = schemaless_reader(body(m.value() or b""), canonical, None)
         assert isinstance(r, dict)
         act = _CAMEL.sub("_", r["event_type"].rsplit("::", 1)[-1]).lower()
         name = f"fulfillment.{act}"
@@ -157,54 +135,6 @@ def _passthrough_step(_settings: Settings, topics: Topics) -> Callable[[Message]
     return step
 
 
-class _Timer:
-    def __init__(self) -> None:
-        self.started = self.ended = self.cpu_started = self.cpu_ended = 0.0
-        self.handled = 0
-
-    def first(self) -> None:
-        if not self.started:
-            self.started = time.monotonic()
-            self.cpu_started = proc.cpu_s(os.getpid())
-
-    def committed(self, count: int) -> None:
-        self.handled += count
-        self.ended = time.monotonic()
-        self.cpu_ended = proc.cpu_s(os.getpid())
-
-    def figure(self, name: str, n: int) -> Figure:
-        note = "" if self.handled >= n else f"stopped idle after {self.handled:,} of {n:,}"
-        return Figure(
-            name,
-            self.handled,
-            self.ended - self.started,
-            cpu_s=self.cpu_ended - self.cpu_started,
-            peak_rss_kib=proc.peak_rss_kib(),
-            note=note,
-        )
-
-
-def _consume_loop(
-    consumer: Any,
-    batch_size: int,
-    n: int,
-    idle_stop_s: float,
-    timer: _Timer,
-    commit: Callable[[list[Message]], None],
-) -> None:
-    idle_since = time.monotonic()
-    while timer.handled < n:
-        batch: list[Message] = [m for m in consumer.consume(batch_size, 0.5) if m.error() is None]
-        if not batch:
-            if time.monotonic() - idle_since > idle_stop_s:
-                return
-            continue
-        timer.first()
-        commit(batch)
-        timer.committed(len(batch))
-        idle_since = time.monotonic()
-
-
 def _transform(settings: Settings, kind: str, source: Topics, out: Topics, n: int) -> Figure:
     steps = {"passthrough": _passthrough_step, "gep": _gep_step, "demux": _demux_step}
     step = steps[kind](settings, out)
@@ -214,7 +144,7 @@ def _transform(settings: Settings, kind: str, source: Topics, out: Topics, n: in
     producer.init_transactions(settings.io_timeout_s)
     consumer: Any = make_consumer(settings, group)
     consumer.subscribe([inputs[kind]])
-    timer = _Timer()
+    timer = Timer()
 
     def commit(batch: list[Message]) -> None:
         producer.begin_transaction()
@@ -233,88 +163,16 @@ def _transform(settings: Settings, kind: str, source: Topics, out: Topics, n: in
         producer.commit_transaction(settings.io_timeout_s)
 
     try:
-        _consume_loop(consumer, settings.batch_size, n, 30.0, timer, commit)
+        consume_loop(consumer, settings.batch_size, n, 30.0, timer, commit)
     finally:
         consumer.close()
     return timer.figure(f"bare {kind}", n)
 
 
-def _dep(settings: Settings, source: Topics, n: int) -> Figure:
-    schema, _ = _schema(settings, FULFILLMENT_DE)
-    group = settings.group_id("bare-dep")
-    topic = source.sink_bucket("demux", "fulfillment")
-    conn = db.connect(settings)
-    cur = conn.cursor()
-    cur.execute("CREATE TEMP TABLE incoming (LIKE events INCLUDING DEFAULTS)")
-    conn.commit()
-
-    def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        rows = conn.execute(
-            "SELECT partition, next_offset FROM da_offsets WHERE consumer_group = %s"
-            " AND topic = %s",
-            (group, topic),
-        ).fetchall()
-        conn.commit()
-        stored = {int(str(p)): int(str(o)) for p, o in rows}
-        for tp in partitions:
-            tp.offset = stored.get(tp.partition, -2)  # -2: the beginning
-        consumer.incremental_assign(partitions)
-
-    consumer: Any = make_consumer(settings, group)
-    consumer.subscribe([topic], on_assign=on_assign)
-    timer = _Timer()
-    payload = msgspec.json.Encoder()
-
-    def commit(batch: list[Message]) -> None:
-        seen: set[str] = set()
-        with cur.copy(
-            "COPY incoming (event_id, fulfillment_id, event_type, created_at, created_by_id,"
-            " payload) FROM STDIN"
-        ) as copy:
-            for m in batch:
-                r = schemaless_reader(_body(m.value() or b""), schema, None)
-                assert isinstance(r, dict)
-                if r["event_id"] in seen:
-                    continue
-                seen.add(r["event_id"])
-                copy.write_row(
-                    (
-                        r["event_id"],
-                        r["fulfillment_id"],
-                        r["event_type"],
-                        r["occurred_at"],
-                        r["actor_id"],
-                        payload.encode(r["attributes"]).decode(),
-                    )
-                )
-        cur.execute(
-            "INSERT INTO events (event_id, fulfillment_id, event_type, created_at,"
-            " created_by_id, payload) SELECT event_id, fulfillment_id, event_type, created_at,"
-            " created_by_id, payload FROM incoming ON CONFLICT (event_id) DO NOTHING"
-        )
-        offsets = next_offsets(batch)
-        cur.execute(
-            "INSERT INTO da_offsets (consumer_group, topic, partition, next_offset)"
-            " SELECT %s, %s, p, o FROM unnest(%s::int[], %s::bigint[]) AS t(p, o)"
-            " ON CONFLICT (consumer_group, topic, partition)"
-            " DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()",
-            (group, topic, [tp.partition for tp in offsets], [tp.offset for tp in offsets]),
-        )
-        cur.execute("TRUNCATE incoming")
-        conn.commit()
-
-    try:
-        _consume_loop(consumer, settings.batch_size, n, 30.0, timer, commit)
-    finally:
-        consumer.close()
-        conn.close()
-    return timer.figure("bare dep", n)
-
-
 def measure(settings: Settings, kind: str, source: Settings, n: int) -> Figure:
     """Run the bare ``kind`` on ``source``'s topics, writing into ``settings``' namespace."""
-    if kind == "dep":
-        return _dep(settings, Topics(source.namespace), n)
+    if kind in bare_dep.KINDS:
+        return bare_dep.measure(settings, Topics(source.namespace), n, kind)
     return _transform(settings, kind, Topics(source.namespace), Topics(settings.namespace), n)
 
 

@@ -8,8 +8,9 @@ and ceiling alike):
    the pipeline end to end.
 2. Produce N sample proctoring events to the stages' ingest topic (emit figure).
 3. Each step twice, side by side, on the same input topics: the bare passthrough (the floor of
-   any Kafka-to-Kafka stage); GEP and bare GEP; demux and bare demux; the DEP and bare DEP
-   (``bench.bare``). Odd repetitions run the bare program first.
+   any Kafka-to-Kafka stage); GEP and bare GEP; demux and bare demux; the DEP and two bare DEPs,
+   one writing ``events`` only, one the DEP's three tables (``bench.bare``, ``bench.bare_dep``).
+   Odd repetitions run the bare programs first.
 4. The learning workload (a class's sessions: one raw message, several canonical events and
    DEs): GEP and demux alone, then each learning DEP alone on the DEs the demux wrote.
 5. The three stages as ``da`` processes on the end-to-end namespace while the same events are
@@ -47,7 +48,8 @@ from common.settings import Settings
 from dep import registry
 
 log = logging.getLogger("bench")
-_PAIRS = (("gep", "gep"), ("demux", "demux"), (DEP, "dep"))
+# Each stage and the bare programs measured beside it (the DEP: events only, and its three tables).
+_PAIRS = (("gep", ("gep",)), ("demux", ("demux",)), (DEP, ("dep", "dep-tables")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,10 +159,10 @@ def _repetition(
     ensure_topics(ceiling, list(bare.needed_topics(ceiling)))
     figures = [produce(alone, messages, "emit (produce to ingest, like `da emit`)")]
     figures.append(bare.measure_isolated(ceiling, "passthrough", alone, n))
-    for stage, kind in _PAIRS:
+    for stage, kinds in _PAIRS:
         pair = [
             partial(measure_isolated, alone, stage, n, 30.0),
-            partial(bare.measure_isolated, ceiling, kind, alone, n),
+            *(partial(bare.measure_isolated, ceiling, kind, alone, n) for kind in kinds),
         ]
         for measure in pair[:: -1 if rep % 2 else 1]:
             figure = measure()

@@ -22,15 +22,19 @@ OLD_PIPELINE_RATE = 19_100.0  # events/s end to end before this work, quiet mach
 CEILINGS = {
     "GEP alone (ingest -> canonical)": "bare gep",
     "demux alone (canonical -> DE)": "bare demux",
-    "DEP fulfillment-state alone (DE -> PostgreSQL)": "bare dep",
+    # Like with like: the same three tables (the events-only ceiling is judged too, below).
+    "DEP fulfillment-state alone (DE -> PostgreSQL)": "bare dep (3 tables)",
+    "bare dep (3 tables)": "bare dep",
     "bare gep": "bare passthrough",
     "bare demux": "bare passthrough",
 }
-TARGETS = {
-    "GEP alone (ingest -> canonical)": 0.9,
-    "demux alone (canonical -> DE)": 0.8,
-    "DEP fulfillment-state alone (DE -> PostgreSQL)": 0.7,
-}
+DEP = "DEP fulfillment-state alone (DE -> PostgreSQL)"
+TARGETS = (  # measurement, ceiling, goal
+    ("GEP alone (ingest -> canonical)", "bare gep", 0.9),
+    ("demux alone (canonical -> DE)", "bare demux", 0.8),
+    (DEP, "bare dep (3 tables)", 0.7),
+    (DEP, "bare dep", 0.7),
+)
 STAGE_RSS_MIB = 150
 STAGE_CPU_US = 30.0
 P99_MS = 500.0
@@ -72,6 +76,17 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def ratio(run: Run, name: str, ceiling: str) -> float | None:
+    """The median of each repetition's own ratio of ``name`` to ``ceiling``."""
+    return _median(
+        [
+            r[name].rate / r[ceiling].rate
+            for r in ({f.name: f for f in rep} for rep in run.figures)
+            if name in r and ceiling in r and r[ceiling].rate
+        ]
+    )
+
+
 def rows(run: Run) -> list[Row]:
     names = list(dict.fromkeys(f.name for rep in run.figures for f in rep if f.name != NOTE))
     by_rep = [{f.name: f for f in rep} for rep in run.figures]
@@ -88,11 +103,6 @@ def rows(run: Run) -> list[Row]:
         ) -> float | None:
             return _median([pick(f) for f in figs])
 
-        ratios: list[float | None] = []
-        ceiling = CEILINGS.get(name)
-        for r in by_rep:
-            if ceiling and name in r and ceiling in r and r[ceiling].rate:
-                ratios.append(r[name].rate / r[ceiling].rate)
         rss = [f.peak_rss_kib / 1024 for f in figs if f.peak_rss_kib is not None]
         out.append(
             Row(
@@ -104,7 +114,7 @@ def rows(run: Run) -> list[Row]:
                 services(lambda f: f.services.postgres if f.services else None),
                 services(lambda f: f.services.rest if f.services else None),
                 max(rss) if rss else None,
-                _median(ratios),
+                ratio(run, name, CEILINGS.get(name, "")),
             )
         )
     return out
@@ -183,10 +193,10 @@ def targets(run: Run) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for the issue's goals this run can judge."""
     found = {r.name: r for r in rows(run)}
     out = []
-    for name, goal in TARGETS.items():
-        r = found.get(name)
-        if r is not None and r.ratio is not None:
-            out.append((f"{name} >= {goal} of its ceiling", f"{r.ratio:.2f}", r.ratio >= goal))
+    for name, ceiling, goal in TARGETS:
+        got = ratio(run, name, ceiling)
+        if got is not None:
+            out.append((f"{name} >= {goal} of {ceiling}", f"{got:.2f}", got >= goal))
     pipe = found.get(PIPELINE)
     if pipe is not None and pipe.rates:
         rate = statistics.median(pipe.rates)
