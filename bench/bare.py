@@ -8,6 +8,7 @@ msgspec, fastavro and psycopg, with the same guarantees as the stage it stands b
 - ``demux``: fastavro decode of the canonical record, the fulfillment DE built from it, fastavro
   encode, in Kafka transactions.
 - ``dep`` and ``dep-tables``: the DEP's step, into PostgreSQL (``bench.bare_dep``).
+- ``learning-<DEP>``: a learning DEP's DEs stored as they are (``bench.bare_learning``).
 
 Each runs in a fresh spawned interpreter, as ``bench.stage`` runs the project's stages, and is
 timed the same way: from the first message handled to the batch that reached ``n`` committed.
@@ -26,9 +27,10 @@ from typing import Any
 import msgspec
 from fastavro import schemaless_reader, schemaless_writer
 
-from bench import bare_dep
+from bench import bare_dep, bare_learning
 from bench.bare_loop import Timer, body, consume_loop, schema
 from bench.report import Figure
+from bench.stage import LEARNING_DEPS
 from common.events.canonical import CANONICAL
 from common.events.fulfillment import FULFILLMENT_DE
 from common.kafka import make_consumer, make_producer
@@ -37,7 +39,13 @@ from common.settings import Settings
 from common.topics import Topics
 from common.transactional import next_offsets
 
-KINDS = ("passthrough", "gep", "demux", *bare_dep.KINDS)
+KINDS = (
+    "passthrough",
+    "gep",
+    "demux",
+    *bare_dep.KINDS,
+    *(f"learning-{dep}" for dep in LEARNING_DEPS),
+)
 _TYPE_RE = re.compile(r"^Event::[A-Za-z][A-Za-z0-9]*$")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _ROW = msgspec.json.Decoder(dict[str, str | int | float | bool | None])
@@ -173,6 +181,8 @@ def measure(settings: Settings, kind: str, source: Settings, n: int) -> Figure:
     """Run the bare ``kind`` on ``source``'s topics, writing into ``settings``' namespace."""
     if kind in bare_dep.KINDS:
         return bare_dep.measure(settings, Topics(source.namespace), n, kind)
+    if kind.startswith("learning-"):
+        return bare_learning.measure(settings, Topics(source.namespace), n, kind[9:])
     return _transform(settings, kind, Topics(source.namespace), Topics(settings.namespace), n)
 
 

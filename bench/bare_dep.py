@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from confluent_kafka import Consumer, TopicPartition
 from fastavro import schemaless_reader
 
-from bench.bare_loop import Timer, body, consume_loop, schema
+from bench.bare_loop import Timer, body, consume_into_db, resume_from_db, schema
 from bench.report import Figure
 from common import db
 from common.events.fulfillment import FULFILLMENT_DE
@@ -30,7 +29,6 @@ from common.kafka import make_consumer
 from common.runloop import Message
 from common.settings import Settings
 from common.topics import Topics
-from common.transactional import next_offsets
 from dep.fulfillment_state import DEFAULT_LIFECYCLE
 
 KINDS = ("dep", "dep-tables")
@@ -113,24 +111,12 @@ def measure(settings: Settings, source: Topics, n: int, kind: str) -> Figure:
     cur.execute("CREATE TEMP TABLE incoming (LIKE events INCLUDING DEFAULTS)")
     conn.commit()
 
-    def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        rows = conn.execute(
-            "SELECT partition, next_offset FROM da_offsets WHERE consumer_group = %s"
-            " AND topic = %s",
-            (group, topic),
-        ).fetchall()
-        conn.commit()
-        stored = {int(str(p)): int(str(o)) for p, o in rows}
-        for tp in partitions:
-            tp.offset = stored.get(tp.partition, -2)  # -2: the beginning
-        consumer.incremental_assign(partitions)
-
     consumer: Any = make_consumer(settings, group)
-    consumer.subscribe([topic], on_assign=on_assign)
+    consumer.subscribe([topic], on_assign=resume_from_db(conn, group))
     timer = Timer()
     payload = msgspec.json.Encoder()
 
-    def commit(batch: list[Message]) -> None:
+    def write(cur: Any, batch: list[Message]) -> None:
         seen: dict[str, dict[str, Any]] = {}
         partitions: dict[str, int] = {}
         with cur.copy(
@@ -171,20 +157,6 @@ def measure(settings: Settings, source: Topics, n: int, kind: str) -> Figure:
                     )
             if new:
                 tables.write(cur, new, partitions)
-        offsets = next_offsets(batch)
-        cur.execute(
-            "INSERT INTO da_offsets (consumer_group, topic, partition, next_offset)"
-            " SELECT %s, %s, p, o FROM unnest(%s::int[], %s::bigint[]) AS t(p, o)"
-            " ON CONFLICT (consumer_group, topic, partition)"
-            " DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()",
-            (group, topic, [tp.partition for tp in offsets], [tp.offset for tp in offsets]),
-        )
-        cur.execute("TRUNCATE incoming")
-        conn.commit()
 
-    try:
-        consume_loop(consumer, settings.batch_size, n, 30.0, timer, commit)
-    finally:
-        consumer.close()
-        conn.close()
+    consume_into_db(consumer, conn, group, settings, n, timer, write)
     return timer.figure("bare dep" if tables is None else "bare dep (3 tables)", n)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import TopicPartition
 from fastavro import parse_schema
 
 from bench import proc
@@ -18,6 +18,7 @@ from cli.schemas import codec_for
 from common.codec import HEADER_LEN, REGISTRY_HEADER_LEN
 from common.runloop import Message
 from common.settings import Settings
+from common.transactional import next_offsets
 
 
 def schema(settings: Settings, name: str) -> tuple[Any, bytes]:
@@ -42,12 +43,12 @@ class Timer:
     def first(self) -> None:
         if not self.started:
             self.started = time.monotonic()
-            self.cpu_started = proc.cpu_s(os.getpid())
+            self.cpu_started = time.process_time()
 
     def committed(self, count: int) -> None:
         self.handled += count
         self.ended = time.monotonic()
-        self.cpu_ended = proc.cpu_s(os.getpid())
+        self.cpu_ended = time.process_time()
 
     def figure(self, name: str, n: int) -> Figure:
         note = "" if self.handled >= n else f"stopped idle after {self.handled:,} of {n:,}"
@@ -80,3 +81,64 @@ def consume_loop(
         commit(batch)
         timer.committed(len(batch))
         idle_since = time.monotonic()
+
+
+def resume_from_db(conn: Any, group: str) -> Callable[[Any, list[TopicPartition]], None]:
+    """An ``on_assign`` that starts each partition at the offset stored in ``da_offsets``."""
+
+    def on_assign(consumer: Any, partitions: list[TopicPartition]) -> None:
+        rows = conn.execute(
+            "SELECT topic, partition, next_offset FROM da_offsets WHERE consumer_group = %s",
+            (group,),
+        ).fetchall()
+        conn.commit()
+        stored = {(str(t), int(str(p))): int(str(o)) for t, p, o in rows}
+        for tp in partitions:
+            tp.offset = stored.get((tp.topic, tp.partition), -2)  # -2: the beginning
+        consumer.incremental_assign(partitions)
+
+    return on_assign
+
+
+def store_offsets(cur: Any, group: str, batch: list[Message]) -> None:
+    """Every partition's next offset in ``da_offsets``, in one statement."""
+    offsets = next_offsets(batch)
+    cur.execute(
+        "INSERT INTO da_offsets (consumer_group, topic, partition, next_offset)"
+        " SELECT %s, t, p, o FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS x(t, p, o)"
+        " ON CONFLICT (consumer_group, topic, partition)"
+        " DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()",
+        (
+            group,
+            [tp.topic for tp in offsets],
+            [tp.partition for tp in offsets],
+            [tp.offset for tp in offsets],
+        ),
+    )
+
+
+def consume_into_db(
+    consumer: Any,
+    conn: Any,
+    group: str,
+    settings: Settings,
+    n: int,
+    timer: Timer,
+    write: Callable[[Any, list[Message]], None],
+) -> None:
+    """``consume_loop`` for a program with its offsets in PostgreSQL: each batch is ``write``
+    (which fills the temporary table ``incoming``), then its offsets, in one database
+    transaction. Closes the consumer and the connection."""
+    cur = conn.cursor()
+
+    def commit(batch: list[Message]) -> None:
+        write(cur, batch)
+        store_offsets(cur, group, batch)
+        cur.execute("TRUNCATE incoming")
+        conn.commit()
+
+    try:
+        consume_loop(consumer, settings.batch_size, n, 30.0, timer, commit)
+    finally:
+        consumer.close()
+        conn.close()

@@ -12,7 +12,8 @@ and ceiling alike):
    one writing ``events`` only, one the DEP's three tables (``bench.bare``, ``bench.bare_dep``).
    Odd repetitions run the bare programs first.
 4. The learning workload (a class's sessions: one raw message, several canonical events and
-   DEs): GEP and demux alone, then each learning DEP alone on the DEs the demux wrote.
+   DEs): GEP and demux alone, then each learning DEP alone on the DEs the demux wrote, each
+   followed by a bare program storing the same DEs (``bench.bare_learning``).
 5. The three stages as ``da`` processes on the end-to-end namespace while the same events are
    produced as fast as possible.
 
@@ -175,10 +176,14 @@ def _repetition(
     figures.append(
         measure_isolated(learning, "demux", 0, idle_stop_s=5.0, label=summary.LEARNING_DEMUX)
     )
-    for dep in LEARNING_DEPS:  # each on every DE of its inputs, until idle
-        figures.append(
-            measure_isolated(learning, dep, 0, idle_stop_s=5.0, label=summary.learning_dep(dep))
+    for dep in LEARNING_DEPS:  # each on every DE of its inputs, until idle; then its ceiling
+        figure = measure_isolated(
+            learning, dep, 0, idle_stop_s=5.0, label=summary.learning_dep(dep)
         )
+        figures.append(figure)
+        if figure.events:
+            kind = f"learning-{dep}"
+            figures.append(bare.measure_isolated(ceiling, kind, learning, figure.events))
 
     whole = _space(base, created, f"{name}-e2e")
     with tempfile.TemporaryDirectory(prefix="da-bench-") as workdir:

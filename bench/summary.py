@@ -45,6 +45,11 @@ def learning_dep(name: str) -> str:
     return f"learning: DEP {name} alone (its DEs)"
 
 
+def learning_ceiling(name: str) -> str:
+    """The row of the bare program storing a learning DEP's DEs (``bench.bare_learning``)."""
+    return f"learning: bare copy of {name}'s DEs"
+
+
 @dataclass
 class Run:
     settings: Settings
@@ -74,6 +79,15 @@ class Row:
 def _median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
+
+
+def ceiling_of(name: str) -> str:
+    """The measurement ``name`` is held to in the table ("" for none)."""
+    if name.startswith("learning: DEP ") and name.endswith(" alone (its DEs)"):
+        return learning_ceiling(
+            name.removeprefix("learning: DEP ").removesuffix(" alone (its DEs)")
+        )
+    return CEILINGS.get(name, "")
 
 
 def ratio(run: Run, name: str, ceiling: str) -> float | None:
@@ -114,7 +128,7 @@ def rows(run: Run) -> list[Row]:
                 services(lambda f: f.services.postgres if f.services else None),
                 services(lambda f: f.services.rest if f.services else None),
                 max(rss) if rss else None,
-                ratio(run, name, CEILINGS.get(name, "")),
+                ratio(run, name, ceiling_of(name)),
             )
         )
     return out
@@ -147,7 +161,7 @@ def _cells(r: Row) -> tuple[str, ...]:
         if rates
         else ("", "", "")
     )
-    ceiling = CEILINGS.get(r.name, "")
+    ceiling = ceiling_of(r.name)
     return (
         r.name,
         *spread,

@@ -55,3 +55,16 @@ def test_the_dep_is_judged_against_both_of_its_ceilings() -> None:
     verdicts = {goal: (got, ok) for goal, got, ok in summary.targets(run)}
     assert verdicts[f"{summary.DEP} >= 0.7 of bare dep (3 tables)"] == ("0.75", True)
     assert verdicts[f"{summary.DEP} >= 0.7 of bare dep"] == ("0.50", False)
+
+
+def test_a_learning_dep_is_held_to_the_bare_copy_of_its_des() -> None:
+    run = _run([900.0], [1000.0])
+    dep = summary.learning_dep("usage-metrics")
+    run.figures[0] += [
+        Figure(dep, 500, 500 / 200.0),
+        Figure(summary.learning_ceiling("usage-metrics"), 500, 500 / 800.0),
+    ]
+    rows = {r.name: r for r in summary.rows(run)}
+    assert rows[dep].ratio == 0.25
+    assert summary.ceiling_of(dep) == summary.learning_ceiling("usage-metrics")
+    assert summary.ceiling_of(summary.learning_ceiling("usage-metrics")) == ""
