@@ -42,10 +42,13 @@ VALUES (%s, %s, %s, %s) ON CONFLICT (content_id) DO UPDATE SET
     event_id = EXCLUDED.event_id
 WHERE (EXCLUDED.changed_at, EXCLUDED.event_id) > (c.changed_at, c.event_id)
 """
+# One statement per batch, not one per row: the rows are distinct by key (sessions are, and a
+# content's competencies are deduplicated), which a set-based ON CONFLICT DO UPDATE needs.
 _SCORE = """
 INSERT INTO competency_scores AS s (user_id, competency, content_id, session_id, score, basis,
     scored_at, event_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::int[],
+                     %s::timestamptz[], %s::text[])
 ON CONFLICT (user_id, competency, content_id, session_id) DO UPDATE SET
     score = EXCLUDED.score, basis = EXCLUDED.basis, scored_at = EXCLUDED.scored_at,
     event_id = EXCLUDED.event_id
@@ -54,7 +57,8 @@ WHERE (EXCLUDED.scored_at, EXCLUDED.basis, EXCLUDED.event_id) > (s.scored_at, s.
 _SESSION = """
 INSERT INTO competency_sessions AS s (user_id, content_id, session_id, score, basis, scored_at,
     event_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[],
+                     %s::timestamptz[], %s::text[])
 ON CONFLICT (user_id, content_id, session_id) DO UPDATE SET
     score = EXCLUDED.score, basis = EXCLUDED.basis, scored_at = EXCLUDED.scored_at,
     event_id = EXCLUDED.event_id
@@ -166,12 +170,16 @@ class CompetencyStats:
         rows = [
             (*k, e.value, e.basis, e.occurred_at, e.event_id) for k, e in sorted(sessions.items())
         ]
-        cur.executemany(_SESSION, rows)
-        cur.executemany(
-            _SCORE,
-            [(u, k, c, *rest) for u, c, *rest in rows for k in known[c]],
-        )
+        cur.execute(_SESSION, _columns(rows, 7))
+        fanned = [(u, k, c, *rest) for u, c, *rest in rows for k in dict.fromkeys(known[c])]
+        if fanned:
+            cur.execute(_SCORE, _columns(fanned, 8))
         _restat(cur, {(u, k) for u, c, *_ in rows for k in known[c]})
+
+
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """Rows as the column arrays ``unnest`` takes."""
+    return [[r[i] for r in rows] for i in range(width)]
 
 
 def _competencies(cur: Cursor, contents: list[str]) -> dict[str, list[str]]:
