@@ -17,7 +17,7 @@ from confluent_kafka import TopicPartition
 
 from cli.output import Column, Format, OutputOption, Report, Table, render
 from common import db
-from common.kafka import check_kafka, ensure_topics, make_consumer, make_producer
+from common.kafka import check_kafka, ensure_topics, make_command_producer, make_consumer
 from common.settings import Settings
 from common.topics import Topics
 from common.workflow import command_message
@@ -41,11 +41,15 @@ def send(
     """Send one command and wait for its answer; raises TimeoutError when none comes."""
     topics = Topics(settings.namespace)
     reply_to = topics.reply_prefix + REPLY_BUCKET
-    ensure_topics(settings, [reply_to])  # in case `da topics ensure` ran before it was named
     consumer = make_consumer(settings, f"{settings.group_id('cli')}.{uuid.uuid4().hex}")
     try:
-        # Listen from the current end before sending: the answer cannot come before we look.
         parts = consumer.list_topics(reply_to, timeout=settings.io_timeout_s).topics[reply_to]
+        if parts.error is not None or not parts.partitions:
+            # `da topics ensure` ran before the reply topic was named. Only then: an admin
+            # client's round trips were half of a command's.
+            ensure_topics(settings, [reply_to])
+            parts = consumer.list_topics(reply_to, timeout=settings.io_timeout_s).topics[reply_to]
+        # Listen from the current end before sending: the answer cannot come before we look.
         ends = [
             TopicPartition(
                 reply_to,
@@ -60,16 +64,18 @@ def send(
         command_id = f"cli-{uuid.uuid4().hex}"
         now = datetime.now(UTC)
         msg = command_message(topics, command_id, ous_uid, operation, value, now, None, reply_to)
-        producer = make_producer(settings)
+        producer = make_command_producer(settings)
         producer.produce(msg.topic, msg.value, msg.key, headers=list(msg.headers))
         if producer.flush(settings.io_timeout_s):
             raise TimeoutError("the broker did not take the command")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for m in consumer.consume(100, 0.5):
-                if m.error() is None and m.key() == command_id.encode():
-                    answer: dict[str, Any] = json.loads(m.value() or b"{}")
-                    return answer
+            # poll, not consume(n, timeout): a batch consume waits out its timeout unless the
+            # batch fills, and the answer is one record.
+            m = consumer.poll(0.5)
+            if m is not None and m.error() is None and m.key() == command_id.encode():
+                answer: dict[str, Any] = json.loads(m.value() or b"{}")
+                return answer
         raise TimeoutError(
             f"no answer to {operation} {ous_uid} within {timeout:g}s: is `da gep run`, "
             "`da demux run` and `da dep run ous-lifecycle` running?"

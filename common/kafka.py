@@ -176,6 +176,19 @@ def make_collector_producer(settings: Settings) -> Producer:
     return _build(Producer, config)
 
 
+def make_command_producer(settings: Settings) -> Producer:
+    """The producer of one command sent on its own (``da workflow set-state``): acks=all, not
+    idempotent. librdkafka's idempotent producer holds the records of its first half second
+    while it acquires a producer id (it asks before a broker connection is up, then waits out a
+    500 ms retry timer): that was half of a command's round trip. One record needs no ordering,
+    and a duplicate from a retry is harmless: a command's id is answered once, and again with
+    the same answer."""
+    config = producer_config(settings)
+    config["enable.idempotence"] = False
+    config["linger.ms"] = 0
+    return _build(Producer, config)
+
+
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     config = {
         **_base(settings),
