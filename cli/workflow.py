@@ -41,7 +41,11 @@ def send(
     """Send one command and wait for its answer; raises TimeoutError when none comes."""
     topics = Topics(settings.namespace)
     reply_to = topics.reply_prefix + REPLY_BUCKET
-    consumer = make_consumer(settings, f"{settings.group_id('cli')}.{uuid.uuid4().hex}")
+    # A short fetch wait: with librdkafka's 500 ms, about one answer in fifty (written in a
+    # transaction) was read only when the broker gave up waiting (p99 509 ms; 115 ms with 50).
+    consumer = make_consumer(
+        settings, f"{settings.group_id('cli')}.{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 50}
+    )
     try:
         parts = consumer.list_topics(reply_to, timeout=settings.io_timeout_s).topics[reply_to]
         if parts.error is not None or not parts.partitions:
