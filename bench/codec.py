@@ -116,7 +116,7 @@ def markdown(rows: list[Row], n: int) -> str:
         f"## Codec cost per record: {when}",
         "",
         f"`python -m bench.codec --records {n}` on {os.cpu_count()} cores, load average {load}"
-        " (1, 5, 15 min) at the end: a shared, loaded machine; compare the rows with each other,"
+        " (1, 5, 15 min) at the end, on a shared machine; compare the rows with each other,"
         " not with another run.",
         "",
         "| schema | framing | records | encode µs | decode µs | bytes | registry requests |",
