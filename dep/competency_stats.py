@@ -43,7 +43,7 @@ VALUES (%s, %s, %s, %s) ON CONFLICT (content_id) DO UPDATE SET
 WHERE (EXCLUDED.changed_at, EXCLUDED.event_id) > (c.changed_at, c.event_id)
 """
 # One statement per batch, not one per row: the rows are distinct by key (sessions are, and a
-# content's competencies are deduplicated), which a set-based ON CONFLICT DO UPDATE needs.
+# content's competencies are stored deduplicated), which a set-based ON CONFLICT DO UPDATE needs.
 _SCORE = """
 INSERT INTO competency_scores AS s (user_id, competency, content_id, session_id, score, basis,
     scored_at, event_id)
@@ -70,7 +70,7 @@ INSERT INTO competency_scores (user_id, competency, content_id, session_id, scor
 SELECT s.user_id, k.competency, s.content_id, s.session_id, s.score, s.basis, s.scored_at,
     s.event_id
 FROM competency_sessions s JOIN competency_content c USING (content_id),
-    unnest(c.competencies) AS k(competency)
+    LATERAL (SELECT DISTINCT unnest(c.competencies)) AS k(competency)
 WHERE s.content_id = ANY(%s)
 RETURNING user_id, competency
 """
@@ -122,7 +122,11 @@ class CompetencyStats:
         before = _competencies(cur, sorted(newest))
         cur.executemany(
             _CONTENT,
-            [(c, list(e.competencies), e.occurred_at, e.event_id) for c, e in newest.items()],
+            # A competency named twice is one competency: stored once, a score counts once.
+            [
+                (c, list(dict.fromkeys(e.competencies)), e.occurred_at, e.event_id)
+                for c, e in newest.items()
+            ],
         )
         after = _competencies(cur, sorted(before))
         _refan(cur, sorted(c for c in before if before[c] != after[c]))
@@ -171,6 +175,7 @@ class CompetencyStats:
             (*k, e.value, e.basis, e.occurred_at, e.event_id) for k, e in sorted(sessions.items())
         ]
         cur.execute(_SESSION, _columns(rows, 7))
+        # Deduplicated again for rows stored before the list was.
         fanned = [(u, k, c, *rest) for u, c, *rest in rows for k in dict.fromkeys(known[c])]
         if fanned:
             cur.execute(_SCORE, _columns(fanned, 8))

@@ -153,7 +153,7 @@ def _competency(
     scored += [d for d in up if d.name == "usage.collection.score"]
     per: dict[tuple[str, str], list[De]] = {}
     for (_, content, _, _), d in _scores(scored).items():
-        for competency in catalog.get(content, (None, None, None, []))[3]:
+        for competency in dict.fromkeys(catalog.get(content, (None, None, None, []))[3]):
             per.setdefault((d.user, competency), []).append(d)
     return {
         k: (len(v), max(v, key=lambda d: (d.at_ms, d.root)).value, max(d.value for d in v))

@@ -206,6 +206,27 @@ def test_a_score_for_unknown_content_is_parked_then_released(migrated: Settings)
     assert rows(migrated, "competency-stats", "SELECT waiting_for FROM da_parked") == [("a2",)]
 
 
+def test_a_competency_named_twice_counts_a_score_once(migrated: Settings) -> None:
+    # Scored first, then the content names K1 twice: the re-fan-out and the stats see one K1.
+    score = usage("usage.assessment.score", "s", 80.0, content_id="a1")
+    apply(migrated, "competency-stats", [[content("e1", "a1", 0, competencies=("K2",))], [score]])
+    apply(
+        migrated,
+        "competency-stats",
+        [[content("e2", "a1", 5, "updated", competencies=("K1", "K1"))]],
+    )
+    later = usage("usage.assessment.score", "t", 90.0, content_id="a1", session_id="s2")
+    apply(migrated, "competency-stats", [[later]])
+    assert rows(
+        migrated,
+        "competency-stats",
+        "SELECT user_id, competency, attempts, latest_score, best_score FROM competency_stats",
+    ) == [("u1", "K1", 2, 90.0, 90.0)]
+    assert rows(migrated, "competency-stats", "SELECT competencies FROM competency_content") == [
+        (["K1"],)
+    ]
+
+
 def test_a_parked_score_is_dead_lettered_after_the_timeout_via_kafka(migrated: Settings) -> None:
     topics = Topics(migrated.namespace)
     dlq = topics.dead_letter("dep.competency-stats")
