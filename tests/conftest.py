@@ -19,7 +19,7 @@ from psycopg import sql
 
 from common.settings import Settings, dep_variable_name
 from common.stages import DEPS
-from tests.services import NoServices, Services, acquire, drop_topics, second_database
+from tests.services import NoServices, Services, acquire, drop_namespace, second_database
 
 _TESTS = Path(__file__).resolve().parent
 _MARK_BY_DIR = {"integration": "integration", "e2e": "e2e", "cluster": "e2e"}
@@ -112,11 +112,10 @@ def fresh_settings(services: Services, own_database: str = "") -> Iterator[Setti
     for url in current.database_urls():
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-    yield current
-    for url in current.database_urls():
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
-    drop_topics(current)
+    try:
+        yield current
+    finally:  # also when a test using this inline fails
+        drop_namespace(current, current.database_urls())
 
 
 def env_for(settings: Settings) -> dict[str, str]:

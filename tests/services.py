@@ -16,7 +16,7 @@ import gc
 import importlib
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import psycopg
 from confluent_kafka import KafkaException
+from psycopg import sql
 
 from cli.stack import postgres as launcher_pg
 from cli.stack.control import stack_status, start_stack, stop_stack
@@ -135,15 +136,28 @@ def _stop_if_unused(state: Path, users: TextIO) -> None:
     stop_stack(state, purge=True)
 
 
-def drop_topics(settings: Settings) -> None:
-    """Delete the topics of a test's namespace, so that a session's broker holds only the live
-    tests' partitions (a full suite creates thousands). Best effort: a test that stopped the
-    broker leaves them to the purge when the stack stops."""
+def drop_namespace(settings: Settings, urls: Sequence[str] = ()) -> None:
+    """Drop a test's schema (in ``urls``, default the settings' database) and delete its
+    namespace's topics, so that a session's broker holds only the live tests' partitions (a
+    full suite creates thousands). The topics go whatever the schema does; both are best effort
+    for the topics: a test that stopped the broker leaves them to the purge when the stack stops."""
+    try:
+        schema = sql.Identifier(settings.database_schema)
+        for url in urls or [settings.database_url]:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+    finally:
+        _drop_topics(settings)
+
+
+def _drop_topics(settings: Settings) -> None:
     admin = make_admin(settings, quiet=True)
     try:
         listed = admin.list_topics(timeout=10).topics
         mine = [t for t in listed if t.startswith(f"{settings.namespace}.")]
-        for future in admin.delete_topics(mine, operation_timeout=10).values() if mine else ():
+        if not mine:
+            return
+        for future in admin.delete_topics(mine, operation_timeout=10).values():
             future.result()
     except KafkaException:
         pass

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from common.settings import Settings
 from tests.e2e import poison_run
-from tests.services import Services, acquire, drop_topics
+from tests.services import Services, acquire, drop_namespace
 
 
 def wave(
@@ -63,9 +63,7 @@ def wave(
                 settle_s=300,
             )
     finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
-        drop_topics(settings)
+        drop_namespace(settings)
 
 
 def render(total: poison_run.Figures, waves: int, minutes: float) -> str:

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from cli.stages import all_topics
 from collector_client import Collector
@@ -29,7 +27,7 @@ from common.kafka import ensure_topics, make_producer
 from common.settings import Settings
 from common.topics import Topics
 from dep import registry
-from tests.services import Services, drop_topics
+from tests.services import Services, drop_namespace
 from tests.unit.test_collector import SEED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,13 +146,7 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
         exits = {n: p.wait(timeout=60) for n, p in procs.items()}
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(settings.database_schema)
-                )
-            )
-        drop_topics(settings)
+        drop_namespace(settings)
     tails = {n: (logs / f"{n}.log").read_text()[-800:] for n in procs}
     assert set(exits.values()) == {0}, (exits, tails)
 

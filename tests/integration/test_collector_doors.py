@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
 from cli.stages import all_topics
 from collector import apps
@@ -31,7 +29,7 @@ from common.settings import Settings
 from dep import registry
 from tests.e2e.test_collector import REPO, free_port
 from tests.nasty import NASTY_TEXT, deep, nasty_json, nasty_scalars
-from tests.services import Services, drop_topics
+from tests.services import Services, drop_namespace
 from tests.unit.test_collector import SEED
 
 FUZZ = settings(
@@ -122,13 +120,7 @@ def door(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-        with psycopg.connect(s.database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(s.database_schema)
-                )
-            )
-        drop_topics(s)
+        drop_namespace(s)
 
 
 def _ready(url: str) -> bool:
