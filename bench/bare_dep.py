@@ -6,10 +6,11 @@ offset in ``da_offsets``, one database transaction per batch, resuming from the 
 - ``dep-tables``: the same, and the other two tables the DEP keeps, the way a hand-written
   consumer would: the new trigger events (those the merge returned), an advisory lock per
   fulfillment, its ``current_fulfillments`` row read, the moves applied in memory from the
-  life-cycle's TOML (forward only, in event time), the states left COPYed into
-  ``fulfillments_history`` and the rows upserted in one statement. It assumes events come in
-  order: a trigger older than the last one applied is dropped, where the DEP recomputes the
-  fulfillment from its stored events. It does less than the DEP, so it stays a ceiling.
+  life-cycle's TOML (forward only, in event time, ids ordered as the DEP orders them), the
+  states left COPYed into ``fulfillments_history`` and the rows upserted in one statement. It
+  assumes events come in order: a trigger older than the last one applied is dropped, where
+  the DEP recomputes the fulfillment from its stored events. It does less than the DEP, so it
+  stays a ceiling.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from common.runloop import Message
 from common.settings import Settings
 from common.topics import Topics
 from dep.fulfillment_state import DEFAULT_LIFECYCLE
+from dep.lifecycle import order_key
 
 KINDS = ("dep", "dep-tables")
 Move = tuple[str, str, datetime]  # event_id, state it moves to, created_at
@@ -71,11 +73,11 @@ class Tables:
         left: list[tuple[Any, ...]] = []
         for fid in ids:
             row = rows.get(fid)
-            for event_id, state, at in sorted(new[fid], key=lambda m: (m[2], m[0])):
+            for event_id, state, at in sorted(new[fid], key=lambda m: order_key(m[2], m[0])):
                 if row is None:
                     row = rows[fid] = [state, at, event_id, at, event_id]
                     continue
-                if row[3] is not None and (at, event_id) <= (row[3], row[4]):
+                if row[3] is not None and order_key(at, event_id) <= order_key(row[3], row[4]):
                     continue  # late: dropped (the DEP recomputes from the stored events)
                 row[3], row[4] = at, event_id
                 if state in self.forward.get(row[0], ()):
@@ -144,7 +146,7 @@ def measure(settings: Settings, source: Topics, n: int, kind: str) -> Figure:
             "INSERT INTO events (event_id, fulfillment_id, event_type, created_at,"
             " created_by_id, payload) SELECT event_id, fulfillment_id, event_type, created_at,"
             " created_by_id, payload FROM incoming ON CONFLICT (event_id) DO NOTHING"
-            + (" RETURNING event_id" if tables else "")
+            + ("" if tables is None else " RETURNING event_id")
         )
         if tables is not None:
             new: dict[str, list[Move]] = {}

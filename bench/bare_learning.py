@@ -14,11 +14,10 @@ from typing import Any
 import msgspec
 from fastavro import schemaless_reader
 
-from bench.bare_loop import Timer, body, consume_into_db, resume_from_db, schema
+from bench.bare_loop import Timer, consume_into_db, framed, resume_from_db, schema
 from bench.report import Figure
 from bench.summary import learning_ceiling
 from common import db
-from common.codec import HEADER_LEN, REGISTRY_HEADER_LEN
 from common.kafka import make_consumer
 from common.runloop import Message
 from common.settings import Settings
@@ -39,7 +38,8 @@ def measure(settings: Settings, source: Topics, n: int, dep: str) -> Figure:
         (header, parsed)
         for parsed, header in (schema(settings, s) for s in stage.dep.input_schemas)
     )
-    group = settings.group_id(f"bare-learning-{dep}")  # bench.bare.KINDS names it too
+    # The name bench.bare.KINDS gives it: the bench's clean-up deletes the group by that name.
+    group = settings.group_id(f"bare-learning-{dep}")
     conn = db.connect(settings)
     cur = conn.cursor()
     cur.execute(_TABLE)
@@ -54,9 +54,8 @@ def measure(settings: Settings, source: Topics, n: int, dep: str) -> Figure:
     def write(cur: Any, batch: list[Message]) -> None:
         with cur.copy("COPY incoming (name, event_id, de) FROM STDIN") as copy:
             for m in batch:
-                value = m.value() or b""
-                framing = REGISTRY_HEADER_LEN if value[:1] == b"\x00" else HEADER_LEN
-                r = schemaless_reader(body(value), schemas[value[:framing]], None)
+                header, avro = framed(m.value() or b"")
+                r = schemaless_reader(avro, schemas[header], None)
                 assert isinstance(r, dict)
                 copy.write_row((r["name"], r["event_id"], encode(r).decode()))
         cur.execute(

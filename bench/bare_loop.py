@@ -1,5 +1,6 @@
-"""What the bare-client ceilings (``bench.bare``, ``bench.bare_dep``) share: how each is timed,
-its consume loop, and the schemas it reads and writes with."""
+"""What the bare-client ceilings (``bench.bare``, ``bench.bare_dep``, ``bench.bare_learning``)
+share: how each is timed, its consume loop, its offsets in PostgreSQL, and the schemas it reads
+and writes with."""
 
 from __future__ import annotations
 
@@ -30,9 +31,15 @@ def schema(settings: Settings, name: str) -> tuple[Any, bytes]:
         codec.close()
 
 
+def framed(value: bytes) -> tuple[bytes, io.BytesIO]:
+    """A stage's record in either framing, registry (00 + id) or single-object (C3 01 +
+    fingerprint): its header (which names the schema) and its Avro body."""
+    cut = REGISTRY_HEADER_LEN if value[:1] == b"\x00" else HEADER_LEN
+    return value[:cut], io.BytesIO(value[cut:])
+
+
 def body(value: bytes) -> io.BytesIO:
-    # The stages' records in either framing: registry (00 + id) or single-object (C3 01 + crc).
-    return io.BytesIO(value[REGISTRY_HEADER_LEN if value[:1] == b"\x00" else HEADER_LEN :])
+    return framed(value)[1]
 
 
 class Timer:

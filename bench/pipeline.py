@@ -7,13 +7,14 @@ and ceiling alike):
 1. Fresh namespaces and schemas: one for the stages, one for the bare programs' outputs, one for
    the pipeline end to end.
 2. Produce N sample proctoring events to the stages' ingest topic (emit figure).
-3. Each step twice, side by side, on the same input topics: the bare passthrough (the floor of
-   any Kafka-to-Kafka stage); GEP and bare GEP; demux and bare demux; the DEP and two bare DEPs,
-   one writing ``events`` only, one the DEP's three tables (``bench.bare``, ``bench.bare_dep``).
-   Odd repetitions run the bare programs first.
+3. Each step and its ceiling, side by side, on the same input topics: the bare passthrough (the
+   floor of any Kafka-to-Kafka stage); GEP and bare GEP; demux and bare demux; the DEP and two
+   bare DEPs, one writing ``events`` only, one the DEP's three tables (``bench.bare``,
+   ``bench.bare_dep``). Odd repetitions run the bare programs first.
 4. The learning workload (a class's sessions: one raw message, several canonical events and
    DEs): GEP and demux alone, then each learning DEP alone on the DEs the demux wrote, each
-   followed by a bare program storing the same DEs (``bench.bare_learning``).
+   followed by a bare program storing as many of the same DEs (``bench.bare_learning``; always
+   after the DEP, whose count it takes).
 5. The three stages as ``da`` processes on the end-to-end namespace while the same events are
    produced as fast as possible.
 

@@ -146,7 +146,8 @@ def producer_config(settings: Settings, *, transactional_id: str | None = None) 
         "compression.type": "lz4",
         "message.timeout.ms": deadline_ms,
     }
-    # DA_KAFKA_SOCKET_TIMEOUT_MS may say otherwise; resends are safe: the producer is idempotent.
+    # DA_KAFKA_SOCKET_TIMEOUT_MS may say otherwise; resends are safe: the producer is idempotent
+    # (make_command_producer's is not: its one record is deduplicated by its command id).
     config.setdefault("socket.timeout.ms", request_timeout_ms(deadline_ms))
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
@@ -181,8 +182,8 @@ def make_command_producer(settings: Settings) -> Producer:
     idempotent. librdkafka's idempotent producer holds the records of its first half second
     while it acquires a producer id (it asks before a broker connection is up, then waits out a
     500 ms retry timer): that was half of a command's round trip. One record needs no ordering,
-    and a duplicate from a retry is harmless: a command's id is answered once, and again with
-    the same answer."""
+    and a duplicate from a retry is harmless: a command is applied once, and a repeat of its id
+    gets the stored answer again."""
     config = producer_config(settings)
     config["enable.idempotence"] = False
     config["linger.ms"] = 0
