@@ -174,17 +174,12 @@ class CompetencyStats:
         rows = [
             (*k, e.value, e.basis, e.occurred_at, e.event_id) for k, e in sorted(sessions.items())
         ]
-        cur.execute(_SESSION, _columns(rows, 7))
+        cur.execute(_SESSION, [list(col) for col in zip(*rows, strict=True)])
         # Deduplicated again for rows stored before the list was.
         fanned = [(u, k, c, *rest) for u, c, *rest in rows for k in dict.fromkeys(known[c])]
         if fanned:
-            cur.execute(_SCORE, _columns(fanned, 8))
+            cur.execute(_SCORE, [list(col) for col in zip(*fanned, strict=True)])
         _restat(cur, {(u, k) for u, c, *_ in rows for k in known[c]})
-
-
-def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
-    """Rows as the column arrays ``unnest`` takes."""
-    return [[r[i] for r in rows] for i in range(width)]
 
 
 def _competencies(cur: Cursor, contents: list[str]) -> dict[str, list[str]]:
