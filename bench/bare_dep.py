@@ -22,11 +22,9 @@ from typing import Any
 import msgspec
 from fastavro import schemaless_reader
 
-from bench.bare_loop import Timer, body, consume_into_db, resume_from_db, schema
+from bench.bare_loop import body, consume_into_db, schema
 from bench.report import Figure
-from common import db
 from common.events.fulfillment import FULFILLMENT_DE
-from common.kafka import make_consumer
 from common.runloop import Message
 from common.settings import Settings
 from common.topics import Topics
@@ -103,19 +101,7 @@ class Tables:
 def measure(settings: Settings, source: Topics, n: int, kind: str) -> Figure:
     """Run the bare ``kind`` (one of ``KINDS``) on ``source``'s fulfillment DEs."""
     de_schema, _ = schema(settings, FULFILLMENT_DE)
-    group = settings.group_id(f"bare-{kind}")
-    topic = source.sink_bucket("demux", "fulfillment")
     tables = Tables() if kind == "dep-tables" else None
-    conn = db.connect(settings)
-    cur = conn.cursor()
-    # Both programs write the ceiling's schema: each starts on empty tables, as the DEP does.
-    cur.execute("TRUNCATE events, current_fulfillments, fulfillments_history")
-    cur.execute("CREATE TEMP TABLE incoming (LIKE events INCLUDING DEFAULTS)")
-    conn.commit()
-
-    consumer: Any = make_consumer(settings, group)
-    consumer.subscribe([topic], on_assign=resume_from_db(conn, group))
-    timer = Timer()
     payload = msgspec.json.Encoder()
 
     def write(cur: Any, batch: list[Message]) -> None:
@@ -160,5 +146,16 @@ def measure(settings: Settings, source: Topics, n: int, kind: str) -> Figure:
             if new:
                 tables.write(cur, new, partitions)
 
-    consume_into_db(consumer, conn, group, settings, n, timer, write)
-    return timer.figure("bare dep" if tables is None else "bare dep (3 tables)", n)
+    return consume_into_db(
+        settings,
+        kind,
+        [source.sink_bucket("demux", "fulfillment")],
+        # Both programs write the ceiling's schema: each starts on empty tables, as the DEP does.
+        [
+            "TRUNCATE events, current_fulfillments, fulfillments_history",
+            "CREATE TEMP TABLE incoming (LIKE events INCLUDING DEFAULTS)",
+        ],
+        write,
+        n,
+        "bare dep" if tables is None else "bare dep (3 tables)",
+    )

@@ -14,11 +14,9 @@ from typing import Any
 import msgspec
 from fastavro import schemaless_reader
 
-from bench.bare_loop import Timer, consume_into_db, framed, resume_from_db, schema
+from bench.bare_loop import consume_into_db, framed, schema
 from bench.report import Figure
 from bench.summary import learning_ceiling
-from common import db
-from common.kafka import make_consumer
 from common.runloop import Message
 from common.settings import Settings
 from common.stages import get
@@ -31,24 +29,14 @@ _TABLE = (
 
 
 def measure(settings: Settings, source: Topics, n: int, dep: str) -> Figure:
-    """Store the first ``n`` DEs of ``dep``'s input topics in ``source``'s namespace."""
+    """Store the first ``n`` DEs of ``dep``'s input topics (in ``source``'s namespace) in the
+    schema of ``settings``."""
     stage = get(dep)
     assert stage.dep is not None
     schemas = dict(
         (header, parsed)
         for parsed, header in (schema(settings, s) for s in stage.dep.input_schemas)
     )
-    # The name bench.bare.KINDS gives it: the bench's clean-up deletes the group by that name.
-    group = settings.group_id(f"bare-learning-{dep}")
-    conn = db.connect(settings)
-    cur = conn.cursor()
-    cur.execute(_TABLE)
-    cur.execute("TRUNCATE bare_des")  # each run starts on an empty table, as the DEP does
-    cur.execute("CREATE TEMP TABLE incoming (LIKE bare_des)")
-    conn.commit()
-    consumer: Any = make_consumer(settings, group)
-    consumer.subscribe(stage.input_topics(source), on_assign=resume_from_db(conn, group))
-    timer = Timer()
     encode = msgspec.json.Encoder().encode
 
     def write(cur: Any, batch: list[Message]) -> None:
@@ -63,5 +51,13 @@ def measure(settings: Settings, source: Topics, n: int, dep: str) -> Figure:
             " ON CONFLICT (name, event_id) DO NOTHING"
         )
 
-    consume_into_db(consumer, conn, group, settings, n, timer, write)
-    return timer.figure(learning_ceiling(dep), n)
+    return consume_into_db(
+        settings,
+        f"learning-{dep}",  # a kind of bench.bare.KINDS: the bench's clean-up finds its group
+        stage.input_topics(source),
+        # Each run starts on an empty table, as the DEP does.
+        [_TABLE, "TRUNCATE bare_des", "CREATE TEMP TABLE incoming (LIKE bare_des)"],
+        write,
+        n,
+        learning_ceiling(dep),
+    )

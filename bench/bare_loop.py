@@ -16,7 +16,9 @@ from fastavro import parse_schema
 from bench import proc
 from bench.report import Figure
 from cli.schemas import codec_for
+from common import db
 from common.codec import HEADER_LEN, REGISTRY_HEADER_LEN
+from common.kafka import make_consumer
 from common.runloop import Message
 from common.settings import Settings
 from common.transactional import next_offsets
@@ -90,7 +92,7 @@ def consume_loop(
         idle_since = time.monotonic()
 
 
-def resume_from_db(conn: Any, group: str) -> Callable[[Any, list[TopicPartition]], None]:
+def _resume_from_db(conn: Any, group: str) -> Callable[[Any, list[TopicPartition]], None]:
     """An ``on_assign`` that starts each partition at the offset stored in ``da_offsets``."""
 
     def on_assign(consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -107,7 +109,7 @@ def resume_from_db(conn: Any, group: str) -> Callable[[Any, list[TopicPartition]
     return on_assign
 
 
-def store_offsets(cur: Any, group: str, batch: list[Message]) -> None:
+def _store_offsets(cur: Any, group: str, batch: list[Message]) -> None:
     """Every partition's next offset in ``da_offsets``, in one statement."""
     offsets = next_offsets(batch)
     cur.execute(
@@ -125,22 +127,31 @@ def store_offsets(cur: Any, group: str, batch: list[Message]) -> None:
 
 
 def consume_into_db(
-    consumer: Any,
-    conn: Any,
-    group: str,
     settings: Settings,
-    n: int,
-    timer: Timer,
+    kind: str,
+    topics: list[str],
+    setup: list[str],
     write: Callable[[Any, list[Message]], None],
-) -> None:
-    """``consume_loop`` for a program with its offsets in PostgreSQL: each batch is ``write``
-    (which fills the temporary table ``incoming``), then its offsets, in one database
-    transaction. Closes the consumer and the connection."""
+    n: int,
+    name: str,
+) -> Figure:
+    """A bare program with its offsets in PostgreSQL (group ``bare-<kind>``): ``setup`` run and
+    committed once (it creates the temporary table ``incoming``); then each batch of ``topics``
+    is ``write`` (which fills ``incoming``), then its offsets, in one database transaction,
+    until ``n`` are committed. The figure is named ``name``."""
+    group = settings.group_id(f"bare-{kind}")
+    conn = db.connect(settings)
     cur = conn.cursor()
+    for statement in setup:
+        cur.execute(statement)
+    conn.commit()
+    consumer: Any = make_consumer(settings, group)
+    consumer.subscribe(topics, on_assign=_resume_from_db(conn, group))
+    timer = Timer()
 
     def commit(batch: list[Message]) -> None:
         write(cur, batch)
-        store_offsets(cur, group, batch)
+        _store_offsets(cur, group, batch)
         cur.execute("TRUNCATE incoming")
         conn.commit()
 
@@ -149,3 +160,4 @@ def consume_into_db(
     finally:
         consumer.close()
         conn.close()
+    return timer.figure(name, n)

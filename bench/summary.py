@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from bench.e2e import WARMUP_S, Latency
 from bench.report import Figure
+from bench.stage import LEARNING_DEPS
 from common.settings import Settings
 
 LEARNING_GEP = "learning: GEP alone (raw messages)"
@@ -21,25 +22,6 @@ OLD_PIPELINE_RATE = 19_100.0  # events/s end to end before this work, quiet mach
 GEP = "GEP alone (ingest -> canonical)"
 DEMUX = "demux alone (canonical -> DE)"
 DEP = "DEP fulfillment-state alone (DE -> PostgreSQL)"
-# Each measurement and the ceiling it is held to (the bare program of the same step).
-CEILINGS = {
-    GEP: "bare gep",
-    DEMUX: "bare demux",
-    # Like with like: the same three tables (the events-only ceiling is judged too, below).
-    DEP: "bare dep (3 tables)",
-    "bare dep (3 tables)": "bare dep",
-    "bare gep": "bare passthrough",
-    "bare demux": "bare passthrough",
-}
-TARGETS = (  # measurement, ceiling, goal
-    (GEP, "bare gep", 0.9),
-    (DEMUX, "bare demux", 0.8),
-    (DEP, "bare dep (3 tables)", 0.7),
-    (DEP, "bare dep", 0.7),
-)
-STAGE_RSS_MIB = 150
-STAGE_CPU_US = 30.0
-P99_MS = 500.0
 
 
 def learning_dep(name: str) -> str:
@@ -50,6 +32,28 @@ def learning_dep(name: str) -> str:
 def learning_ceiling(name: str) -> str:
     """The row of the bare program storing a learning DEP's DEs (``bench.bare_learning``)."""
     return f"learning: bare copy of {name}'s DEs"
+
+
+# Each measurement and the ceiling it is held to (the bare program of the same step).
+CEILINGS = {
+    GEP: "bare gep",
+    DEMUX: "bare demux",
+    # Like with like: the same three tables (the events-only ceiling is judged too, below).
+    DEP: "bare dep (3 tables)",
+    "bare dep (3 tables)": "bare dep",
+    "bare gep": "bare passthrough",
+    "bare demux": "bare passthrough",
+    **{learning_dep(d): learning_ceiling(d) for d in LEARNING_DEPS},
+}
+TARGETS = (  # measurement, ceiling, goal
+    (GEP, "bare gep", 0.9),
+    (DEMUX, "bare demux", 0.8),
+    (DEP, "bare dep (3 tables)", 0.7),
+    (DEP, "bare dep", 0.7),
+)
+STAGE_RSS_MIB = 150
+STAGE_CPU_US = 30.0
+P99_MS = 500.0
 
 
 @dataclass
@@ -85,19 +89,19 @@ def _median(values: list[float | None]) -> float | None:
 
 def ceiling_of(name: str) -> str:
     """The measurement ``name`` is held to in the table ("" for none)."""
-    if name.startswith("learning: DEP ") and name.endswith(" alone (its DEs)"):
-        return learning_ceiling(
-            name.removeprefix("learning: DEP ").removesuffix(" alone (its DEs)")
-        )
     return CEILINGS.get(name, "")
 
 
-def ratio(run: Run, name: str, ceiling: str) -> float | None:
+def _by_rep(run: Run) -> list[dict[str, Figure]]:
+    return [{f.name: f for f in rep} for rep in run.figures]
+
+
+def _ratio(by_rep: list[dict[str, Figure]], name: str, ceiling: str) -> float | None:
     """The median of each repetition's own ratio of ``name`` to ``ceiling``."""
     return _median(
         [
             r[name].rate / r[ceiling].rate
-            for r in ({f.name: f for f in rep} for rep in run.figures)
+            for r in by_rep
             if name in r and ceiling in r and r[ceiling].rate
         ]
     )
@@ -105,7 +109,7 @@ def ratio(run: Run, name: str, ceiling: str) -> float | None:
 
 def rows(run: Run) -> list[Row]:
     names = list(dict.fromkeys(f.name for rep in run.figures for f in rep if f.name != NOTE))
-    by_rep = [{f.name: f for f in rep} for rep in run.figures]
+    by_rep = _by_rep(run)
     out = []
     for name in names:
         figs = [r[name] for r in by_rep if name in r]
@@ -130,7 +134,7 @@ def rows(run: Run) -> list[Row]:
                 services(lambda f: f.services.postgres if f.services else None),
                 services(lambda f: f.services.rest if f.services else None),
                 max(rss) if rss else None,
-                ratio(run, name, ceiling_of(name)),
+                _ratio(by_rep, name, ceiling_of(name)),
             )
         )
     return out
@@ -208,9 +212,10 @@ def _latency(run: Run) -> list[str]:
 def targets(run: Run) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for the issue's goals this run can judge."""
     found = {r.name: r for r in rows(run)}
+    by_rep = _by_rep(run)
     out = []
     for name, ceiling, goal in TARGETS:
-        got = ratio(run, name, ceiling)
+        got = _ratio(by_rep, name, ceiling)
         if got is not None:
             out.append((f"{name} >= {goal} of {ceiling}", f"{got:.2f}", got >= goal))
     pipe = found.get(PIPELINE)
