@@ -139,8 +139,8 @@ def _stop_if_unused(state: Path, users: TextIO) -> None:
 def drop_namespace(settings: Settings, urls: Sequence[str] = ()) -> None:
     """Drop a test's schema (in ``urls``, default the settings' database) and delete its
     namespace's topics, so that a session's broker holds only the live tests' partitions (a
-    full suite creates thousands). The topics go whatever the schema does; both are best effort
-    for the topics: a test that stopped the broker leaves them to the purge when the stack stops."""
+    full suite creates thousands). The topics go even when the drop raises. Their deletion is
+    best effort: a test that stopped the broker leaves them to the purge when the stack stops."""
     try:
         schema = sql.Identifier(settings.database_schema)
         for url in urls or [settings.database_url]:
